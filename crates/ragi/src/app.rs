@@ -1,0 +1,184 @@
+//! Apps, and the `receive` / `send` handles they are called with.
+//!
+//! An app is anything that implements [`App`]; closures `|scope, receive, send| async move {..}`
+//! do. One app value serves every connection (it is shared, so it is `Send + Sync`); each call
+//! handles one scope. Middleware is an app that holds an app and calls it, possibly with a
+//! rewritten scope, a wrapped [`Receiver`] or a wrapped [`Sender`].
+//!
+//! ```
+//! use ragi::{App, Headers, ReceiveEvent, Receiver, Scope, Sender, SendEvent};
+//!
+//! let hello = |_scope: Scope, _receive: Receiver, send: Sender| async move {
+//!     send.send(SendEvent::response_start(200, Headers::new().with("content-type", "text/plain")))
+//!         .await?;
+//!     send.send(SendEvent::body("Hello, World!")).await?;
+//!     Ok(())
+//! };
+//!
+//! // Middleware: add a header to every response of the inner app.
+//! fn with_header<A: App>(inner: A) -> impl App {
+//!     std::sync::Arc::new(move |scope: Scope, receive: Receiver, send: Sender| {
+//!         let send = send.map(|event| match event {
+//!             SendEvent::ResponseStart { status, mut headers, trailers } => {
+//!                 headers.push("x-served-by", "ragi");
+//!                 SendEvent::ResponseStart { status, headers, trailers }
+//!             }
+//!             other => other,
+//!         });
+//!         inner.call(scope, receive, send)
+//!     })
+//! }
+//! let _app = with_header(hello);
+//! ```
+//!
+//! # Cancel safety
+//!
+//! [`Receiver::receive`] is cancel safe: an event is taken from the queue only when the future
+//! completes. [`Sender::send`] is not: dropping it may or may not have queued the event.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use crate::{ReceiveEvent, Scope, SendError, SendEvent};
+
+/// A boxed, sendable future.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The error an app returns: anything that is an error.
+pub type AppError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What an app call returns.
+pub type AppResult = Result<(), AppError>;
+
+/// An application: called once per scope. See the [module documentation](self).
+pub trait App: Send + Sync + 'static {
+    /// Handles one scope.
+    fn call(&self, scope: Scope, receive: Receiver, send: Sender) -> BoxFuture<'static, AppResult>;
+}
+
+impl<F, Fut> App for F
+where
+    F: Fn(Scope, Receiver, Sender) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = AppResult> + Send + 'static,
+{
+    fn call(&self, scope: Scope, receive: Receiver, send: Sender) -> BoxFuture<'static, AppResult> {
+        Box::pin(self(scope, receive, send))
+    }
+}
+
+impl App for Arc<dyn App> {
+    fn call(&self, scope: Scope, receive: Receiver, send: Sender) -> BoxFuture<'static, AppResult> {
+        (**self).call(scope, receive, send)
+    }
+}
+
+impl<A: App> App for Arc<A> {
+    fn call(&self, scope: Scope, receive: Receiver, send: Sender) -> BoxFuture<'static, AppResult> {
+        (**self).call(scope, receive, send)
+    }
+}
+
+/// Where a [`Receiver`] takes its events from. Servers, test clients and middleware implement
+/// it; apps use [`Receiver::receive`].
+pub trait ReceiveSource: Send + 'static {
+    /// The next event, or `Pending` (waking `cx` when one is ready).
+    fn poll_receive(&mut self, cx: &mut Context<'_>) -> Poll<ReceiveEvent>;
+}
+
+/// The `receive` handle: yields the client's events in order.
+pub struct Receiver {
+    source: Box<dyn ReceiveSource>,
+}
+
+impl Receiver {
+    /// A receiver reading from `source`.
+    pub fn new(source: impl ReceiveSource) -> Self {
+        Self { source: Box::new(source) }
+    }
+
+    /// The next event from the client. Cancel safe.
+    pub async fn receive(&mut self) -> ReceiveEvent {
+        std::future::poll_fn(|cx| self.source.poll_receive(cx)).await
+    }
+
+    /// A receiver that yields what this one yields, passed through `f`.
+    pub fn map<F>(self, f: F) -> Receiver
+    where
+        F: FnMut(ReceiveEvent) -> ReceiveEvent + Send + 'static,
+    {
+        struct Map<F> {
+            inner: Receiver,
+            f: F,
+        }
+        impl<F: FnMut(ReceiveEvent) -> ReceiveEvent + Send + 'static> ReceiveSource for Map<F> {
+            fn poll_receive(&mut self, cx: &mut Context<'_>) -> Poll<ReceiveEvent> {
+                self.inner.poll_receive(cx).map(&mut self.f)
+            }
+        }
+        Receiver::new(Map { inner: self, f })
+    }
+}
+
+impl ReceiveSource for Receiver {
+    fn poll_receive(&mut self, cx: &mut Context<'_>) -> Poll<ReceiveEvent> {
+        self.source.poll_receive(cx)
+    }
+}
+
+impl fmt::Debug for Receiver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Receiver")
+    }
+}
+
+/// Where a [`Sender`] delivers its events. Servers, test clients and middleware implement it;
+/// apps use [`Sender::send`].
+pub trait SendSink: Send + Sync + 'static {
+    /// Delivers one event, waiting for room (backpressure) when needed.
+    fn send(&self, event: SendEvent) -> BoxFuture<'_, Result<(), SendError>>;
+}
+
+/// The `send` handle: takes the app's events to the client. Cheap to clone.
+#[derive(Clone)]
+pub struct Sender {
+    sink: Arc<dyn SendSink>,
+}
+
+impl Sender {
+    /// A sender delivering to `sink`.
+    pub fn new(sink: impl SendSink) -> Self {
+        Self { sink: Arc::new(sink) }
+    }
+
+    /// Sends one event. Fails with a typed [`SendError`] once the client is gone (carrying the
+    /// reason), or when the event is not valid for the scope or the state.
+    pub async fn send(&self, event: SendEvent) -> Result<(), SendError> {
+        self.sink.send(event).await
+    }
+
+    /// A sender that passes each event through `f` before this one sends it.
+    pub fn map<F>(self, f: F) -> Sender
+    where
+        F: Fn(SendEvent) -> SendEvent + Send + Sync + 'static,
+    {
+        struct Map<F> {
+            inner: Sender,
+            f: F,
+        }
+        impl<F: Fn(SendEvent) -> SendEvent + Send + Sync + 'static> SendSink for Map<F> {
+            fn send(&self, event: SendEvent) -> BoxFuture<'_, Result<(), SendError>> {
+                self.inner.sink.send((self.f)(event))
+            }
+        }
+        Sender::new(Map { inner: self, f })
+    }
+}
+
+impl fmt::Debug for Sender {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Sender")
+    }
+}
