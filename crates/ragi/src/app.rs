@@ -96,7 +96,9 @@ pub struct Receiver {
 impl Receiver {
     /// A receiver reading from `source`.
     pub fn new(source: impl ReceiveSource) -> Self {
-        Self { source: Box::new(source) }
+        Self {
+            source: Box::new(source),
+        }
     }
 
     /// The next event from the client. Cancel safe.
@@ -150,7 +152,9 @@ pub struct Sender {
 impl Sender {
     /// A sender delivering to `sink`.
     pub fn new(sink: impl SendSink) -> Self {
-        Self { sink: Arc::new(sink) }
+        Self {
+            sink: Arc::new(sink),
+        }
     }
 
     /// Sends one event. Fails with a typed [`SendError`] once the client is gone (carrying the

@@ -124,7 +124,12 @@ impl Connection {
             }),
             notify: Notify::new(),
         });
-        (Connection { inner: inner.clone() }, ConnectionControl { inner })
+        (
+            Connection {
+                inner: inner.clone(),
+            },
+            ConnectionControl { inner },
+        )
     }
 
     /// An object with no client behind it (lifespan scopes, tests): open forever.
@@ -235,7 +240,9 @@ impl Connection {
 impl ConnectionControl {
     /// A [`Connection`] handle for this object.
     pub fn connection(&self) -> Connection {
-        Connection { inner: self.inner.clone() }
+        Connection {
+            inner: self.inner.clone(),
+        }
     }
 
     /// Ends the object abnormally with `reason`, following the documented order (steps 1–4;
@@ -304,7 +311,9 @@ impl fmt::Debug for Connection {
 
 impl fmt::Debug for ConnectionControl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("ConnectionControl").field(&self.connection()).finish()
+        f.debug_tuple("ConnectionControl")
+            .field(&self.connection())
+            .finish()
     }
 }
 
@@ -315,7 +324,10 @@ mod tests {
     use std::time::Duration;
 
     fn rt() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
     }
 
     #[test]
@@ -328,7 +340,10 @@ mod tests {
         assert!(!control.disconnect(DisconnectReason::ReadError));
         assert!(!control.complete());
         assert!(!conn.is_connected());
-        assert_eq!(conn.disconnect_reason(), Some(DisconnectReason::ClientClosed));
+        assert_eq!(
+            conn.disconnect_reason(),
+            Some(DisconnectReason::ClientClosed)
+        );
         assert!(!conn.response_complete());
     }
 
@@ -377,7 +392,10 @@ mod tests {
             conn.on_disconnect(move |_| {
                 d.fetch_add(1, Ordering::SeqCst);
             });
-            let (c, d) = (completes.load(Ordering::SeqCst), disconnects.load(Ordering::SeqCst));
+            let (c, d) = (
+                completes.load(Ordering::SeqCst),
+                disconnects.load(Ordering::SeqCst),
+            );
             if disconnect_first {
                 assert_eq!((c, d), (0, 4));
             } else {
@@ -393,7 +411,10 @@ mod tests {
         let seen = Arc::new(Mutex::new(None));
         let s = seen.clone();
         conn.on_disconnect(move |r| *s.lock().unwrap() = Some(r.clone()));
-        assert_eq!(*seen.lock().unwrap(), Some(DisconnectReason::KeepaliveTimeout));
+        assert_eq!(
+            *seen.lock().unwrap(),
+            Some(DisconnectReason::KeepaliveTimeout)
+        );
     }
 
     #[test]
@@ -434,7 +455,10 @@ mod tests {
             *s.lock().unwrap() = Some((c2.is_connected(), c2.disconnect_reason()));
         });
         control.disconnect(DisconnectReason::ReadError);
-        assert_eq!(*seen.lock().unwrap(), Some((false, Some(DisconnectReason::ReadError))));
+        assert_eq!(
+            *seen.lock().unwrap(),
+            Some((false, Some(DisconnectReason::ReadError)))
+        );
     }
 
     #[test]
@@ -465,13 +489,20 @@ mod tests {
             tokio::task::yield_now().await;
             control.complete();
             let r = tokio::time::timeout(Duration::from_millis(50), waiter).await;
-            assert!(r.is_err(), "disconnected() resolved after a clean completion");
+            assert!(
+                r.is_err(),
+                "disconnected() resolved after a clean completion"
+            );
         });
     }
 
     #[test]
     fn many_racing_waiters_all_wake() {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
             for _ in 0..200 {
                 let (conn, control) = Connection::pair();
@@ -481,7 +512,8 @@ mod tests {
                         tokio::spawn(async move { c.disconnected().await })
                     })
                     .collect();
-                let t = tokio::spawn(async move { control.disconnect(DisconnectReason::ReadError) });
+                let t =
+                    tokio::spawn(async move { control.disconnect(DisconnectReason::ReadError) });
                 for w in waiters {
                     let r = tokio::time::timeout(Duration::from_secs(2), w).await;
                     assert_eq!(r.unwrap().unwrap(), DisconnectReason::ReadError);

@@ -23,17 +23,23 @@ enum Kind {
 impl SendError {
     /// The client is gone (or the exchange was ended) for `reason`.
     pub fn disconnected(reason: DisconnectReason) -> Self {
-        Self { kind: Kind::Disconnected(reason) }
+        Self {
+            kind: Kind::Disconnected(reason),
+        }
     }
 
     /// The event is not valid for the scope or the exchange's state.
     pub fn invalid_event(why: impl Into<String>) -> Self {
-        Self { kind: Kind::InvalidEvent(why.into()) }
+        Self {
+            kind: Kind::InvalidEvent(why.into()),
+        }
     }
 
     /// A header in the event was refused.
     pub fn invalid_header(h: InvalidHeader) -> Self {
-        Self { kind: Kind::InvalidHeader(h) }
+        Self {
+            kind: Kind::InvalidHeader(h),
+        }
     }
 
     /// Whether the client is gone.

@@ -219,17 +219,27 @@ pub enum SendEvent {
 impl SendEvent {
     /// `ResponseStart` without trailers.
     pub fn response_start(status: u16, headers: Headers) -> Self {
-        Self::ResponseStart { status, headers, trailers: false }
+        Self::ResponseStart {
+            status,
+            headers,
+            trailers: false,
+        }
     }
 
     /// The last (or only) `ResponseBody` piece.
     pub fn body(body: impl Into<Bytes>) -> Self {
-        Self::ResponseBody { body: Body::Bytes(body.into()), more: false }
+        Self::ResponseBody {
+            body: Body::Bytes(body.into()),
+            more: false,
+        }
     }
 
     /// A `ResponseBody` piece with more to follow.
     pub fn body_chunk(body: impl Into<Bytes>) -> Self {
-        Self::ResponseBody { body: Body::Bytes(body.into()), more: true }
+        Self::ResponseBody {
+            body: Body::Bytes(body.into()),
+            more: true,
+        }
     }
 
     /// The event's name, for error messages.

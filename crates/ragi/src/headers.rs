@@ -33,7 +33,9 @@ impl Headers {
 
     /// An empty list with room for `n` pairs.
     pub fn with_capacity(n: usize) -> Self {
-        Self { list: Vec::with_capacity(n) }
+        Self {
+            list: Vec::with_capacity(n),
+        }
     }
 
     /// Appends a pair (duplicates are kept).
@@ -49,7 +51,10 @@ impl Headers {
 
     /// The first value of `name` (case-insensitive).
     pub fn get(&self, name: &str) -> Option<&Bytes> {
-        self.list.iter().find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| v)
+        self.list
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| v)
     }
 
     /// The first value of `name` as UTF-8 text, if it is.
@@ -73,7 +78,8 @@ impl Headers {
     /// Removes every pair named `name`; returns how many were removed.
     pub fn remove(&mut self, name: &str) -> usize {
         let before = self.list.len();
-        self.list.retain(|(n, _)| !n.eq_ignore_ascii_case(name.as_bytes()));
+        self.list
+            .retain(|(n, _)| !n.eq_ignore_ascii_case(name.as_bytes()));
         before - self.list.len()
     }
 
@@ -106,7 +112,9 @@ impl Headers {
 
     /// The first header that [`validate_header`] refuses, with the refusal.
     pub fn validate(&self) -> Result<(), InvalidHeader> {
-        self.list.iter().try_for_each(|(n, v)| validate_header(n, v))
+        self.list
+            .iter()
+            .try_for_each(|(n, v)| validate_header(n, v))
     }
 }
 
@@ -118,7 +126,12 @@ impl From<Vec<(Bytes, Bytes)>> for Headers {
 
 impl<N: Into<Bytes>, V: Into<Bytes>> FromIterator<(N, V)> for Headers {
     fn from_iter<I: IntoIterator<Item = (N, V)>>(iter: I) -> Self {
-        Self { list: iter.into_iter().map(|(n, v)| (n.into(), v.into())).collect() }
+        Self {
+            list: iter
+                .into_iter()
+                .map(|(n, v)| (n.into(), v.into()))
+                .collect(),
+        }
     }
 }
 
@@ -163,12 +176,17 @@ pub fn is_token_byte(b: u8) -> bool {
 /// Checks one header: the name must be a non-empty token; the value must hold no CR, LF or NUL
 /// (and no other control character but horizontal tab).
 pub fn validate_header(name: &[u8], value: &[u8]) -> Result<(), InvalidHeader> {
-    let err = |problem| InvalidHeader { name: String::from_utf8_lossy(name).into_owned(), problem };
+    let err = |problem| InvalidHeader {
+        name: String::from_utf8_lossy(name).into_owned(),
+        problem,
+    };
     if name.is_empty() {
         return Err(err("empty name"));
     }
     if !name.iter().all(|&b| is_token_byte(b)) {
-        return Err(err("name holds a control character, separator or non-ASCII byte"));
+        return Err(err(
+            "name holds a control character, separator or non-ASCII byte",
+        ));
     }
     if value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0) {
         return Err(err("value holds CR, LF or NUL"));

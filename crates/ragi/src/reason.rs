@@ -73,7 +73,11 @@ pub struct InvalidReason(String);
 
 impl fmt::Display for InvalidReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "not a disconnect reason: {:?} (standard names, or `x-` followed by a name)", self.0)
+        write!(
+            f,
+            "not a disconnect reason: {:?} (standard names, or `x-` followed by a name)",
+            self.0
+        )
     }
 }
 
@@ -99,9 +103,13 @@ impl DisconnectReason {
     /// An extra reason. `name` must start with `x-` and have at least one more character made
     /// of ASCII letters, digits, `-`, `_` or `.`.
     pub fn extra(name: &str) -> Result<Self, InvalidReason> {
-        let rest = name.strip_prefix("x-").ok_or_else(|| InvalidReason(name.to_owned()))?;
+        let rest = name
+            .strip_prefix("x-")
+            .ok_or_else(|| InvalidReason(name.to_owned()))?;
         let ok = !rest.is_empty()
-            && rest.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
         if ok {
             Ok(Self::Extra(ExtraReason(Arc::from(name))))
         } else {

@@ -40,12 +40,16 @@ impl State {
     /// The value of type `T`, if one was stored.
     pub fn get<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
         let map = self.map.read().unwrap_or_else(|e| e.into_inner());
-        map.get(&TypeId::of::<T>()).cloned().and_then(|v| v.downcast::<T>().ok())
+        map.get(&TypeId::of::<T>())
+            .cloned()
+            .and_then(|v| v.downcast::<T>().ok())
     }
 
     /// Removes and returns the value of type `T`.
     pub fn remove<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
-        self.write().remove(&TypeId::of::<T>()).and_then(|v| v.downcast::<T>().ok())
+        self.write()
+            .remove(&TypeId::of::<T>())
+            .and_then(|v| v.downcast::<T>().ok())
     }
 
     /// Whether two handles share one map.

@@ -1,0 +1,172 @@
+//! `ragi` — the command line.
+//!
+//! `ragi probe [options]` serves the probe app (see [`probe`]).
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ragi_server::{AccessLogFormat, Config, Server};
+
+mod probe;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ragi",
+    version,
+    about = "ragi: an application server that knows whether its client is still there"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve the probe app: for tests, benchmarks and checking a deployment.
+    Probe(ServerOpts),
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Clf,
+    Combined,
+    Json,
+}
+
+/// Server options shared by every subcommand that serves.
+#[derive(Args, Debug)]
+struct ServerOpts {
+    /// Address to listen on (repeatable).
+    #[arg(long = "listen", value_name = "ADDR", default_value = "127.0.0.1:8000")]
+    listen: Vec<SocketAddr>,
+    /// Seconds a fresh connection may wait before its first request (0 = off).
+    #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = seconds)]
+    idle_timeout: Duration,
+    /// Seconds a kept-alive connection may idle between requests (0 = off).
+    #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = seconds)]
+    keepalive_timeout: Duration,
+    /// Seconds a client may stall in the middle of a request: 408, then close (0 = off).
+    #[arg(long, value_name = "SECONDS", default_value = "30", value_parser = seconds)]
+    request_timeout: Duration,
+    /// Seconds a client may leave response bytes untaken before the connection closes (0 = off).
+    #[arg(long, value_name = "SECONDS", default_value = "30", value_parser = seconds)]
+    write_timeout: Duration,
+    /// Largest request body in bytes (413 beyond).
+    #[arg(long, value_name = "BYTES", default_value = "10000000")]
+    max_body_size: u64,
+    /// Longest request line and largest header block in bytes (414 / 431 beyond).
+    #[arg(long, value_name = "BYTES", default_value = "8192", value_parser = clap::value_parser!(u32).range(64..))]
+    max_header_size: u32,
+    /// Most header fields in a request (431 beyond; at most 256).
+    #[arg(long, value_name = "N", default_value = "100", value_parser = clap::value_parser!(u16).range(1..=256))]
+    max_headers: u16,
+    /// Most open connections; beyond, 503 with retry-after.
+    #[arg(long, value_name = "N", default_value = "10000", value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections: u64,
+    /// Seconds graceful shutdown waits for in-flight requests before aborting them.
+    #[arg(long, value_name = "SECONDS", default_value = "30", value_parser = seconds)]
+    shutdown_timeout: Duration,
+    /// The `server` response header; an empty string sends none.
+    #[arg(long, value_name = "STR", default_value = "ragi")]
+    server_header: String,
+    /// Keep answering after the client half-closes its side (off by default: a FIN ends the exchange).
+    #[arg(long)]
+    allow_half_close: bool,
+    /// Write an access log to stdout: clf (the default when given without a value), combined or json.
+    #[arg(long, value_name = "FORMAT", num_args = 0..=1, default_missing_value = "clf")]
+    access_log: Option<LogFormat>,
+}
+
+/// Seconds, fractions allowed, 0 = off.
+fn seconds(s: &str) -> Result<Duration, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !v.is_finite() || v < 0.0 || v > 1e9 {
+        return Err(format!(
+            "{s:?} is not a number of seconds between 0 and 1e9"
+        ));
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+fn off_if_zero(d: Duration) -> Option<Duration> {
+    (!d.is_zero()).then_some(d)
+}
+
+impl ServerOpts {
+    fn config(&self) -> Config {
+        let mut c = Config::default();
+        c.idle_timeout = off_if_zero(self.idle_timeout);
+        c.keepalive_timeout = off_if_zero(self.keepalive_timeout);
+        c.request_timeout = off_if_zero(self.request_timeout);
+        c.write_timeout = off_if_zero(self.write_timeout);
+        c.max_body_size = self.max_body_size;
+        c.max_request_line = self.max_header_size as usize;
+        c.max_header_size = self.max_header_size as usize;
+        c.max_headers = self.max_headers as usize;
+        c.max_connections = self.max_connections as usize;
+        c.shutdown_timeout = self.shutdown_timeout;
+        c.server_header = (!self.server_header.is_empty()).then(|| self.server_header.clone());
+        c.allow_half_close = self.allow_half_close;
+        c.access_log = self.access_log.map(|f| match f {
+            LogFormat::Clf => AccessLogFormat::Clf,
+            LogFormat::Combined => AccessLogFormat::Combined,
+            LogFormat::Json => AccessLogFormat::Json,
+        });
+        c
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ragi: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command {
+        Command::Probe(opts) => rt.block_on(run_probe(opts)),
+    }
+}
+
+async fn run_probe(opts: ServerOpts) -> ExitCode {
+    let probe = Arc::new(probe::Probe::default());
+    let server = Server::new(opts.config())
+        .lifecycle(probe::ProbeListener(probe.clone()))
+        .handle_signals(true);
+    let server = opts.listen.iter().fold(server, |s, a| s.listen(*a));
+    let bound = match server.bind().await {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("ragi: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for addr in bound.local_addrs() {
+        eprintln!("listening on http://{addr}");
+    }
+    let app = move |scope, receive, send| probe::app(probe.clone(), scope, receive, send);
+    match bound.serve(app).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ragi: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! The probe app: for tests, benchmarks and anyone checking a deployment.
+//!
+//! Its paths and JSON fields are a public interface: later versions extend them and never
+//! break them.
+//!
+//! | path | answer |
+//! |---|---|
+//! | any method `/` | 200 `text/plain` `Hello, World!` (a request body is read first) |
+//! | any method `/hold/{tag}` | never reads the body, never responds; records how the request ended |
+//! | any method `/echo` | 200, streams the request body back as it arrives |
+//! | `GET /stream/{tag}?chunks=N&bytes=B&interval_ms=M` | N chunks of B bytes, M ms apart; records how it ended |
+//! | `GET /observed/{tag}?wait_ms=W` | 200 JSON `{"tag", "reason", "after_ms", "completed"}`, waiting up to W ms for the request to end; 404 for an unknown tag |
+//! | `GET /connections` | 200 JSON array of lifecycle notices, oldest first |
+//!
+//! `after_ms` is the time from the arrival of the request head (when the app was called) to
+//! the change of the connection object.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ragi::{
+    AppResult, Connection, DisconnectReason, Headers, ReceiveEvent, Receiver, Scope, ScopeKind,
+    SendEvent, Sender, UnsupportedScope,
+};
+use ragi_server::lifecycle::{Accepted, Closed, LifecycleListener, Upgraded};
+use serde_json::json;
+use tokio::sync::Notify;
+
+/// Most lifecycle notices kept (oldest dropped first).
+const MAX_NOTICES: usize = 100_000;
+
+#[derive(Clone, Debug)]
+struct Outcome {
+    reason: Option<DisconnectReason>,
+    after_ms: f64,
+    completed: bool,
+}
+
+struct Tag {
+    outcome: Option<Outcome>,
+}
+
+/// What the probe remembers: tags and lifecycle notices.
+#[derive(Default)]
+pub struct Probe {
+    tags: Mutex<HashMap<String, Tag>>,
+    changed: Notify,
+    notices: Mutex<std::collections::VecDeque<serde_json::Value>>,
+}
+
+impl Probe {
+    fn record(self: &Arc<Self>, tag: &str, conn: &Connection) {
+        let start = Instant::now();
+        self.tags
+            .lock()
+            .unwrap()
+            .insert(tag.to_owned(), Tag { outcome: None });
+        let (me, t) = (self.clone(), tag.to_owned());
+        conn.on_disconnect(move |r| {
+            me.set(
+                &t,
+                Outcome {
+                    reason: Some(r.clone()),
+                    after_ms: ms(start.elapsed()),
+                    completed: false,
+                },
+            );
+        });
+        let (me, t) = (self.clone(), tag.to_owned());
+        conn.on_complete(move || {
+            me.set(
+                &t,
+                Outcome {
+                    reason: None,
+                    after_ms: ms(start.elapsed()),
+                    completed: true,
+                },
+            );
+        });
+    }
+
+    fn set(&self, tag: &str, o: Outcome) {
+        if let Some(t) = self.tags.lock().unwrap().get_mut(tag) {
+            if t.outcome.is_none() {
+                t.outcome = Some(o);
+            }
+        }
+        self.changed.notify_waiters();
+    }
+
+    async fn observed(&self, tag: &str, wait: Duration) -> Option<Option<Outcome>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            match self.tags.lock().unwrap().get(tag) {
+                None => return None,
+                Some(Tag { outcome: Some(o) }) => return Some(Some(o.clone())),
+                Some(_) => {}
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Some(
+                    self.tags
+                        .lock()
+                        .unwrap()
+                        .get(tag)
+                        .and_then(|t| t.outcome.clone()),
+                );
+            }
+        }
+    }
+
+    fn notice(&self, v: serde_json::Value) {
+        let mut n = self.notices.lock().unwrap();
+        if n.len() >= MAX_NOTICES {
+            n.pop_front();
+        }
+        n.push_back(v);
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0
+}
+
+/// The probe's lifecycle listener: records every notice for `/connections`.
+pub struct ProbeListener(pub Arc<Probe>);
+
+impl LifecycleListener for ProbeListener {
+    fn accepted(&self, n: &Accepted) -> Result<(), ragi::AppError> {
+        self.0.notice(json!({
+            "id": n.id.get(), "event": "accepted", "peer": n.peer.to_string(), "reason": null,
+            "requests": 0, "bytes_in": 0, "bytes_out": 0,
+        }));
+        Ok(())
+    }
+
+    fn upgraded(&self, n: &Upgraded) {
+        self.0.notice(json!({
+            "id": n.id.get(), "event": "upgraded", "peer": null, "reason": null,
+            "requests": 0, "bytes_in": 0, "bytes_out": 0, "protocol": n.protocol,
+        }));
+    }
+
+    fn closed(&self, n: &Closed) -> Result<(), ragi::AppError> {
+        self.0.notice(json!({
+            "id": n.id.get(), "event": "closed", "peer": n.peer.to_string(),
+            "reason": n.reason.as_ref().map(|r| r.as_str()),
+            "requests": n.requests, "bytes_in": n.bytes_in, "bytes_out": n.bytes_out,
+            "duration_ms": ms(n.duration),
+        }));
+        Ok(())
+    }
+}
+
+fn query_param<T: std::str::FromStr>(scope: &Scope, name: &str) -> Option<T> {
+    scope.query()?.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == name).then(|| v.parse().ok()).flatten()
+    })
+}
+
+async fn respond(
+    send: &Sender,
+    status: u16,
+    content_type: &str,
+    body: impl Into<Bytes>,
+) -> AppResult {
+    send.send(SendEvent::response_start(
+        status,
+        Headers::new().with("content-type", content_type.to_owned()),
+    ))
+    .await?;
+    send.send(SendEvent::body(body)).await?;
+    Ok(())
+}
+
+/// Reads and drops the whole request body.
+async fn read_all(receive: &mut Receiver) -> Result<Vec<u8>, DisconnectReason> {
+    let mut body = Vec::new();
+    loop {
+        match receive.receive().await {
+            ReceiveEvent::Request { body: b, more } => {
+                body.extend_from_slice(&b);
+                if !more {
+                    return Ok(body);
+                }
+            }
+            ReceiveEvent::Disconnect { reason } => return Err(reason),
+            _ => {}
+        }
+    }
+}
+
+/// The probe app.
+pub async fn app(
+    probe: Arc<Probe>,
+    scope: Scope,
+    mut receive: Receiver,
+    send: Sender,
+) -> AppResult {
+    if scope.kind != ScopeKind::Http {
+        if scope.kind == ScopeKind::Lifespan {
+            return Err(UnsupportedScope(scope.kind).into());
+        }
+        return Err(UnsupportedScope(scope.kind).into());
+    }
+    let path = scope.path.clone();
+    let segments: Vec<&str> = path.trim_start_matches('/').splitn(2, '/').collect();
+    match (segments[0], segments.get(1)) {
+        ("", None) => {
+            if read_all(&mut receive).await.is_err() {
+                return Ok(());
+            }
+            respond(&send, 200, "text/plain", "Hello, World!").await
+        }
+        ("hold", Some(tag)) => {
+            probe.record(tag, scope.connection());
+            scope.connection().disconnected().await;
+            Ok(())
+        }
+        ("echo", None) => {
+            send.send(SendEvent::response_start(
+                200,
+                Headers::new().with("content-type", "application/octet-stream"),
+            ))
+            .await?;
+            loop {
+                match receive.receive().await {
+                    ReceiveEvent::Request { body, more } => {
+                        if more {
+                            if !body.is_empty() {
+                                send.send(SendEvent::body_chunk(body)).await?;
+                            }
+                        } else {
+                            send.send(SendEvent::body(body)).await?;
+                            return Ok(());
+                        }
+                    }
+                    ReceiveEvent::Disconnect { .. } => return Ok(()),
+                    _ => {}
+                }
+            }
+        }
+        ("stream", Some(tag)) => {
+            probe.record(tag, scope.connection());
+            let chunks: u64 = query_param(&scope, "chunks").unwrap_or(10);
+            let bytes: usize = query_param(&scope, "bytes").unwrap_or(16);
+            let interval = Duration::from_millis(query_param(&scope, "interval_ms").unwrap_or(100));
+            let chunk = Bytes::from(vec![b'x'; bytes]);
+            send.send(SendEvent::response_start(
+                200,
+                Headers::new().with("content-type", "application/octet-stream"),
+            ))
+            .await?;
+            for i in 0..chunks {
+                if i > 0 && !interval.is_zero() {
+                    tokio::select! {
+                        _ = tokio::time::sleep(interval) => {}
+                        _ = scope.connection().disconnected() => return Ok(()),
+                    }
+                }
+                if send
+                    .send(SendEvent::body_chunk(chunk.clone()))
+                    .await
+                    .is_err()
+                {
+                    return Ok(());
+                }
+            }
+            let _ = send.send(SendEvent::body(Bytes::new())).await;
+            Ok(())
+        }
+        ("observed", Some(tag)) => {
+            let wait = Duration::from_millis(query_param(&scope, "wait_ms").unwrap_or(0));
+            match probe.observed(tag, wait).await {
+                None => {
+                    respond(
+                        &send,
+                        404,
+                        "application/json",
+                        r#"{"error": "unknown tag"}"#,
+                    )
+                    .await
+                }
+                Some(o) => {
+                    let v = match o {
+                        Some(o) => json!({
+                            "tag": tag, "reason": o.reason.as_ref().map(|r| r.as_str()),
+                            "after_ms": o.after_ms, "completed": o.completed,
+                        }),
+                        None => {
+                            json!({"tag": tag, "reason": null, "after_ms": null, "completed": false})
+                        }
+                    };
+                    respond(&send, 200, "application/json", v.to_string()).await
+                }
+            }
+        }
+        ("connections", None) => {
+            let list: Vec<serde_json::Value> =
+                probe.notices.lock().unwrap().iter().cloned().collect();
+            respond(
+                &send,
+                200,
+                "application/json",
+                serde_json::Value::Array(list).to_string(),
+            )
+            .await
+        }
+        _ => respond(&send, 404, "text/plain", "Not Found").await,
+    }
+}

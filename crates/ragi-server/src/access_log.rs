@@ -1,0 +1,154 @@
+//! The access log: one line per finished exchange on stdout, in CLF, combined or JSON form.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use crate::config::AccessLogFormat;
+use crate::proto::h1::request::RequestHead;
+
+/// What one line needs.
+#[derive(Debug)]
+pub(crate) struct AccessEntry {
+    peer: SocketAddr,
+    time: SystemTime,
+    start: Instant,
+    request_line: String,
+    referer: String,
+    user_agent: String,
+    status: u16,
+    bytes: u64,
+}
+
+impl AccessEntry {
+    pub(crate) fn new(head: &RequestHead, peer: SocketAddr, start: Instant) -> Self {
+        let text = |name: &str| head.headers.get_str(name).unwrap_or("-").to_owned();
+        Self {
+            peer,
+            time: SystemTime::now(),
+            start,
+            request_line: head.request_line.clone(),
+            referer: text("referer"),
+            user_agent: text("user-agent"),
+            status: 0,
+            bytes: 0,
+        }
+    }
+
+    pub(crate) fn finish(&mut self, status: u16, bytes: u64) {
+        self.status = status;
+        self.bytes = bytes;
+    }
+}
+
+/// Writes `entry` in `format` (nothing when the log is off).
+pub(crate) fn write(format: Option<AccessLogFormat>, entry: AccessEntry) {
+    let Some(format) = format else { return };
+    let line = render(format, &entry);
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(line.as_bytes());
+    let _ = out.flush();
+}
+
+fn render(format: AccessLogFormat, e: &AccessEntry) -> String {
+    let quote = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+    match format {
+        AccessLogFormat::Clf => format!(
+            "{} - - [{}] \"{}\" {} {}\n",
+            e.peer.ip(),
+            clf_time(e.time),
+            quote(&e.request_line),
+            e.status,
+            e.bytes
+        ),
+        AccessLogFormat::Combined => format!(
+            "{} - - [{}] \"{}\" {} {} \"{}\" \"{}\"\n",
+            e.peer.ip(),
+            clf_time(e.time),
+            quote(&e.request_line),
+            e.status,
+            e.bytes,
+            quote(&e.referer),
+            quote(&e.user_agent)
+        ),
+        AccessLogFormat::Json => {
+            let secs = e
+                .time
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0);
+            format!(
+                "{{\"time\":{:.3},\"peer\":\"{}\",\"request\":\"{}\",\"status\":{},\"bytes\":{},\"duration_ms\":{:.3},\"referer\":\"{}\",\"user_agent\":\"{}\"}}\n",
+                secs,
+                e.peer,
+                json_escape(&e.request_line),
+                e.status,
+                e.bytes,
+                e.start.elapsed().as_secs_f64() * 1000.0,
+                json_escape(&e.referer),
+                json_escape(&e.user_agent)
+            )
+        }
+    }
+}
+
+fn json_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `10/Oct/2000:13:55:36 +0000`.
+fn clf_time(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    format!(
+        "{:02}/{}/{}:{:02}:{:02}:{:02} +0000",
+        d,
+        MONTHS[(m - 1) as usize],
+        y,
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn clf_time_is_right() {
+        let t = UNIX_EPOCH + Duration::from_secs(971_186_136);
+        assert_eq!(clf_time(t), "10/Oct/2000:13:55:36 +0000");
+    }
+
+    #[test]
+    fn json_escapes_quotes_and_controls() {
+        assert_eq!(json_escape("a\"b\\c\u{1}"), "a\\\"b\\\\c\\u0001");
+    }
+}

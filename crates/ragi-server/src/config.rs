@@ -1,0 +1,88 @@
+//! Server settings: limits, timeouts, and what the server adds to responses.
+//!
+//! Every default is the one of the ragi specification (§5). A timeout of `None` is off.
+
+use std::time::Duration;
+
+/// The access log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccessLogFormat {
+    /// Common Log Format.
+    Clf,
+    /// Combined Log Format (CLF plus referer and user agent).
+    Combined,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Server settings. Build with `Config::default()` and change fields.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Config {
+    /// Before the first request on a fresh connection (reason `idle_timeout`). Default 60 s.
+    pub idle_timeout: Option<Duration>,
+    /// Between requests on a kept-alive connection (reason `keepalive_timeout`). Default 60 s.
+    pub keepalive_timeout: Option<Duration>,
+    /// The client stalls in the middle of a request: no byte for this long while the server
+    /// waits for the head or the body, or a head not complete this long after its first byte.
+    /// 408 if no response started, then close (reason `client_timeout`). Default 30 s.
+    pub request_timeout: Option<Duration>,
+    /// The client does not take response bytes for this long (reason `write_timeout`).
+    /// Default 30 s.
+    pub write_timeout: Option<Duration>,
+    /// Largest request body, bytes (413, reason `body_too_large`). Default 10 MB.
+    pub max_body_size: u64,
+    /// Longest request line, bytes (414). Default 8 KiB.
+    pub max_request_line: usize,
+    /// Largest header block, bytes (431). Default 8 KiB.
+    pub max_header_size: usize,
+    /// Most header fields (431). Default 100; at most 256.
+    pub max_headers: usize,
+    /// Most open connections; beyond, 503 with `retry-after` and `connection: close`.
+    /// Default 10 000.
+    pub max_connections: usize,
+    /// How long graceful shutdown waits for in-flight work before aborting it
+    /// (reason `server_shutdown`). Default 30 s.
+    pub shutdown_timeout: Duration,
+    /// The `server` header value; `None` sends none. Default `ragi`.
+    pub server_header: Option<String>,
+    /// Keep answering after the client half-closes (FIN) once its request is complete.
+    /// Off by default: a FIN ends the exchange with `client_closed`.
+    pub allow_half_close: bool,
+    /// Access log to stdout, off by default.
+    pub access_log: Option<AccessLogFormat>,
+    /// Request body read ahead of the app, bytes. The server keeps reading the socket while
+    /// the app works until this much body is buffered, then watches the socket without reading
+    /// (see the crate documentation on detection). Default 64 KiB.
+    pub read_ahead: usize,
+    /// Outgoing buffer high watermark: `send` waits when more is buffered. Default 64 KiB.
+    pub write_high_water: usize,
+    /// Outgoing buffer low watermark: a waiting `send` resumes below it. Default 16 KiB.
+    pub write_low_water: usize,
+    /// A prefix for connection ids in logs (`c` by default: `c17`).
+    pub id_prefix: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            idle_timeout: Some(Duration::from_secs(60)),
+            keepalive_timeout: Some(Duration::from_secs(60)),
+            request_timeout: Some(Duration::from_secs(30)),
+            write_timeout: Some(Duration::from_secs(30)),
+            max_body_size: 10_000_000,
+            max_request_line: 8192,
+            max_header_size: 8192,
+            max_headers: 100,
+            max_connections: 10_000,
+            shutdown_timeout: Duration::from_secs(30),
+            server_header: Some("ragi".to_owned()),
+            allow_half_close: false,
+            access_log: None,
+            read_ahead: 64 * 1024,
+            write_high_water: 64 * 1024,
+            write_low_water: 16 * 1024,
+            id_prefix: "c".to_owned(),
+        }
+    }
+}

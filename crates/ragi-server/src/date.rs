@@ -1,0 +1,38 @@
+//! The `date` header value, formatted at most once a second per thread.
+
+use std::cell::RefCell;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+thread_local! {
+    static CACHE: RefCell<(u64, [u8; 29])> = const { RefCell::new((u64::MAX, [0; 29])) };
+}
+
+/// Calls `f` with the current IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`).
+pub(crate) fn with_date<R>(f: impl FnOnce(&[u8]) -> R) -> R {
+    let now = SystemTime::now();
+    let secs = now
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.0 != secs {
+            let s = httpdate::fmt_http_date(now);
+            let n = s.len().min(29);
+            c.1[..n].copy_from_slice(&s.as_bytes()[..n]);
+            c.0 = secs;
+        }
+        f(&c.1)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn formats_an_imf_fixdate() {
+        let d = super::with_date(|d| String::from_utf8(d.to_vec()).unwrap());
+        assert_eq!(d.len(), 29);
+        assert!(d.ends_with(" GMT"));
+        assert!(httpdate::parse_http_date(&d).is_ok());
+    }
+}

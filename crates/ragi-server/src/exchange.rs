@@ -1,0 +1,382 @@
+//! One HTTP exchange as the driver and the app share it.
+//!
+//! The connection driver owns the socket; the app runs beside it (inline for its first poll,
+//! then in its own task). They meet here, behind one short lock:
+//!
+//! * request body pieces flow driver → app, read ahead into a bounded queue
+//!   ([`Config::read_ahead`](crate::Config::read_ahead)); the app taking pieces wakes the driver
+//!   when the queue drains, so the driver resumes reading;
+//! * response bytes flow app → driver through a [`ResponseEncoder`] into an [`OutQueue`];
+//!   `send` waits while more than the high watermark is unwritten, until it falls below the
+//!   low watermark;
+//! * the end: the driver records a disconnect (the [`Connection`](ragi::Connection) object first,
+//!   then the `Disconnect` event for `receive`), the app records its return.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+use ragi::{
+    AppResult, Body, BoxFuture, ConnectionControl, DisconnectReason, ReceiveEvent, ReceiveSource,
+    SendError, SendEvent, SendSink,
+};
+use tokio::sync::Notify;
+
+use crate::lifecycle::ConnShared;
+use crate::proto::h1::response::{OutQueue, ResponseEncoder};
+
+/// How the app's call ended.
+#[derive(Debug, Clone)]
+pub(crate) enum AppOutcome {
+    Returned,
+    Failed(String),
+}
+
+pub(crate) struct ExState {
+    // Request body, driver → app.
+    pub(crate) body: VecDeque<Bytes>,
+    pub(crate) body_buffered: usize,
+    /// Every body byte has been queued.
+    pub(crate) body_complete: bool,
+    final_delivered: bool,
+    recv_waker: Option<Waker>,
+    /// The request has `expect: 100-continue` and no `100 Continue` was sent yet.
+    pub(crate) expect_continue: bool,
+    /// The app asked for body bytes (time to send `100 Continue`).
+    pub(crate) continue_wanted: bool,
+    /// Set once the exchange ended abnormally (step 5 of the spec's order).
+    pub(crate) disconnect: Option<DisconnectReason>,
+    // Response, app → driver.
+    pub(crate) enc: ResponseEncoder,
+    pub(crate) out: OutQueue,
+    /// Response bytes given to the driver and not yet written to the socket.
+    pub(crate) unflushed: usize,
+    pub(crate) app: Option<AppOutcome>,
+}
+
+pub(crate) struct Exchange {
+    pub(crate) conn: Arc<ConnShared>,
+    pub(crate) control: ConnectionControl,
+    st: Mutex<ExState>,
+    room: Notify,
+    read_ahead: usize,
+    high_water: usize,
+    low_water: usize,
+}
+
+impl Exchange {
+    pub(crate) fn new(
+        conn: Arc<ConnShared>,
+        control: ConnectionControl,
+        enc: ResponseEncoder,
+        body_complete: bool,
+        expect_continue: bool,
+        cfg: &crate::Config,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            conn,
+            control,
+            st: Mutex::new(ExState {
+                body: VecDeque::new(),
+                body_buffered: 0,
+                body_complete,
+                final_delivered: false,
+                recv_waker: None,
+                expect_continue: expect_continue && !body_complete,
+                continue_wanted: false,
+                disconnect: None,
+                enc,
+                out: OutQueue::default(),
+                unflushed: 0,
+                app: None,
+            }),
+            room: Notify::new(),
+            read_ahead: cfg.read_ahead,
+            high_water: cfg.write_high_water,
+            low_water: cfg.write_low_water.min(cfg.write_high_water),
+        })
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, ExState> {
+        self.st.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the body queue has room for more read-ahead.
+    pub(crate) fn wants_body(&self) -> bool {
+        self.lock().body_buffered < self.read_ahead
+    }
+
+    /// Queues a body piece for the app.
+    pub(crate) fn push_body(&self, data: Bytes, complete: bool) {
+        let waker = {
+            let mut st = self.lock();
+            st.body_buffered += data.len();
+            if !data.is_empty() {
+                st.body.push_back(data);
+            }
+            st.body_complete |= complete;
+            st.recv_waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// Ends the exchange abnormally: the connection object first (steps 1–4), then the
+    /// `Disconnect` event (step 5), then wakes everyone waiting.
+    pub(crate) fn disconnect(&self, reason: DisconnectReason) -> bool {
+        if !self.control.disconnect(reason.clone()) {
+            return false;
+        }
+        let waker = {
+            let mut st = self.lock();
+            st.disconnect = Some(reason);
+            st.recv_waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+        self.room.notify_waiters();
+        true
+    }
+
+    /// The driver wrote `n` of this exchange's bytes.
+    pub(crate) fn written(&self, n: usize) {
+        let wake = {
+            let mut st = self.lock();
+            let before = st.unflushed;
+            st.unflushed = st.unflushed.saturating_sub(n);
+            before > self.low_water && st.unflushed <= self.low_water
+        };
+        if wake {
+            self.room.notify_waiters();
+        }
+    }
+
+    pub(crate) fn finish_app(&self, outcome: AppOutcome) {
+        self.lock().app = Some(outcome);
+        self.conn.wake.notify_one();
+    }
+
+    async fn send_event(&self, event: SendEvent) -> Result<(), SendError> {
+        // Backpressure with hysteresis: above the high watermark, wait until below the low one.
+        let mut limit = self.high_water;
+        loop {
+            let notified = self.room.notified();
+            tokio::pin!(notified);
+            {
+                let st = self.lock();
+                if let Some(r) = &st.disconnect {
+                    return Err(SendError::disconnected(r.clone()));
+                }
+                if st.unflushed <= limit || matches!(event, SendEvent::ResponseStart { .. }) {
+                    break;
+                }
+                notified.as_mut().enable();
+            }
+            limit = self.low_water;
+            notified.await;
+        }
+        if let SendEvent::ResponseBody {
+            body:
+                Body::File {
+                    path,
+                    offset,
+                    length,
+                },
+            more,
+        } = event
+        {
+            return self.send_file(path, offset, length, more).await;
+        }
+        self.send_now(event)
+    }
+
+    /// Applies one event under the lock (no waiting).
+    fn send_now(&self, event: SendEvent) -> Result<(), SendError> {
+        let mut guard = self.lock();
+        let st = &mut *guard;
+        if let Some(r) = &st.disconnect {
+            return Err(SendError::disconnected(r.clone()));
+        }
+        let before = st.out.len();
+        match event {
+            SendEvent::ResponseStart {
+                status,
+                headers,
+                trailers,
+            } => {
+                st.enc.start(status, headers, trailers)?;
+                self.control.set_response_started();
+                return Ok(());
+            }
+            SendEvent::ResponseBody {
+                body: Body::Bytes(data),
+                more,
+            } => {
+                st.enc.body(data, more, &mut st.out)?;
+            }
+            SendEvent::ResponseTrailers { headers } => {
+                st.enc.trailers(headers, &mut st.out)?;
+            }
+            SendEvent::FullFlush => {
+                st.enc.flush_head(&mut st.out)?;
+            }
+            other => {
+                return Err(SendError::invalid_event(format!(
+                    "{} is not valid in an http scope",
+                    other.name()
+                )));
+            }
+        }
+        let added = st.out.len() - before;
+        st.unflushed += added;
+        drop(guard);
+        self.conn.wake.notify_one();
+        Ok(())
+    }
+
+    async fn send_file(
+        &self,
+        path: std::path::PathBuf,
+        offset: u64,
+        length: Option<u64>,
+        more: bool,
+    ) -> Result<(), SendError> {
+        use std::io::{Read, Seek, SeekFrom};
+        let io_err = |e: std::io::Error| {
+            SendError::invalid_event(format!("cannot read {}: {e}", path.display()))
+        };
+        let mut file = std::fs::File::open(&path).map_err(io_err)?;
+        let size = file.metadata().map_err(io_err)?.len();
+        if offset > size {
+            return Err(SendError::invalid_event(
+                "file offset beyond the end of the file",
+            ));
+        }
+        let mut left = length.unwrap_or(size - offset).min(size - offset);
+        file.seek(SeekFrom::Start(offset)).map_err(io_err)?;
+        if left == 0 {
+            return Box::pin(self.send_event(SendEvent::ResponseBody {
+                body: Body::Bytes(Bytes::new()),
+                more,
+            }))
+            .await;
+        }
+        while left > 0 {
+            let n = left.min(64 * 1024) as usize;
+            let mut buf = vec![0u8; n];
+            file.read_exact(&mut buf).map_err(io_err)?;
+            left -= n as u64;
+            let piece = SendEvent::ResponseBody {
+                body: Body::Bytes(Bytes::from(buf)),
+                more: more || left > 0,
+            };
+            Box::pin(self.send_event(piece)).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The `receive` side of an http exchange.
+pub(crate) struct BodySource(pub(crate) Arc<Exchange>);
+
+impl ReceiveSource for BodySource {
+    fn poll_receive(&mut self, cx: &mut Context<'_>) -> Poll<ReceiveEvent> {
+        let ex = &self.0;
+        let mut st = ex.lock();
+        if st.expect_continue && !st.continue_wanted {
+            st.continue_wanted = true;
+            ex.conn.wake.notify_one();
+        }
+        if let Some(piece) = st.body.pop_front() {
+            let was_full = st.body_buffered >= ex.read_ahead;
+            st.body_buffered -= piece.len();
+            let more = !(st.body.is_empty() && st.body_complete);
+            st.final_delivered = !more;
+            if was_full || st.body_buffered < ex.read_ahead / 4 {
+                ex.conn.wake.notify_one();
+            }
+            return Poll::Ready(ReceiveEvent::Request { body: piece, more });
+        }
+        if st.body_complete && !st.final_delivered {
+            st.final_delivered = true;
+            return Poll::Ready(ReceiveEvent::Request {
+                body: Bytes::new(),
+                more: false,
+            });
+        }
+        if let Some(r) = &st.disconnect {
+            return Poll::Ready(ReceiveEvent::Disconnect { reason: r.clone() });
+        }
+        st.recv_waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+/// The `send` side of an http exchange.
+pub(crate) struct ResponseSink(pub(crate) Arc<Exchange>);
+
+impl SendSink for ResponseSink {
+    fn send(&self, event: SendEvent) -> BoxFuture<'_, Result<(), SendError>> {
+        Box::pin(self.0.send_event(event))
+    }
+}
+
+/// Runs an app call: polled once inline (a fast app answers without a task switch, and
+/// pipelined answers coalesce into one write), then, if it is not finished, in its own task so
+/// that the driver goes on watching the socket. Panics become [`AppOutcome::Failed`].
+pub(crate) fn run_app(ex: Arc<Exchange>, fut: BoxFuture<'static, AppResult>) {
+    let mut task = Box::pin(AppTask {
+        fut,
+        ex: Some(ex.clone()),
+    });
+    let waker = Waker::noop();
+    let mut cx = Context::from_waker(waker);
+    if task.as_mut().poll(&mut cx).is_pending() {
+        let conn = ex.conn.clone();
+        conn.task_started();
+        tokio::spawn(async move {
+            task.await;
+            conn.task_done();
+        });
+    }
+}
+
+struct AppTask {
+    fut: BoxFuture<'static, AppResult>,
+    ex: Option<Arc<Exchange>>,
+}
+
+impl Future for AppTask {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        let r = catch_unwind(AssertUnwindSafe(|| this.fut.as_mut().poll(cx)));
+        let outcome = match r {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(Ok(()))) => AppOutcome::Returned,
+            Ok(Poll::Ready(Err(e))) => AppOutcome::Failed(e.to_string()),
+            Err(panic) => AppOutcome::Failed(panic_message(&panic)),
+        };
+        if let Some(ex) = this.ex.take() {
+            ex.finish_app(outcome);
+        }
+        Poll::Ready(())
+    }
+}
+
+pub(crate) fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        format!("the app panicked: {s}")
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        format!("the app panicked: {s}")
+    } else {
+        "the app panicked".to_owned()
+    }
+}

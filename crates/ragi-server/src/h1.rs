@@ -1,0 +1,931 @@
+//! The HTTP/1.1 connection driver: one task per connection that owns the socket.
+//!
+//! The driver reads ahead, parses heads and bodies ([`crate::proto::h1`]), starts one app call
+//! per request ([`crate::exchange`]), writes what the app sends, and — the point of ragi —
+//! keeps watching the socket in every state, so that the request's
+//! [`Connection`](ragi::Connection) learns at once that the client left:
+//!
+//! * **reading ahead**: while the app works, the driver keeps reading the request body into a
+//!   bounded queue (and, once the body is complete, pipelined bytes into its buffer), so a FIN
+//!   (`client_closed`) or an RST (`read_error`) behind them is seen by the read itself;
+//! * **watching without reading**: once the queue is full because the app does not read, the
+//!   driver stops reading and asks the kernel instead. A FIN sets EPOLLRDHUP and an RST sets
+//!   EPOLLERR/EPOLLHUP even while unread bytes are queued; tokio reports them as
+//!   [`Ready::is_read_closed`](tokio::io::Ready::is_read_closed) and
+//!   [`Ready::is_error`](tokio::io::Ready::is_error), and `SO_ERROR` tells an RST from a FIN.
+//!   Plain readability is cleared (`try_io` returning `WouldBlock`) so that the next edge wakes
+//!   the driver again;
+//! * **writing**: a failed write ends the exchange with `write_error`; a client that takes no
+//!   bytes for the write timeout ends it with `write_timeout`.
+//!
+//! **The physical limit.** A FIN queued behind body bytes that no longer fit in the server's
+//! kernel receive window never leaves the client's machine, so no server can see it until it
+//! reads; measured on loopback, a FIN behind up to ~100 KiB of unread body is seen at once, one
+//! behind 200 KiB or more is not (the kernel's receive buffer is the bound, not ragi's
+//! read-ahead). An RST is always seen: it needs no window.
+//!
+//! **Pipelining.** The next head is parsed only after the current response is fully queued,
+//! so answers go out in order; bytes behind it are still read (up to the read-ahead size) so
+//! that a FIN behind them is seen. A fast app answers within its first poll, inline, so the
+//! answers to a burst of pipelined requests leave in one write.
+//!
+//! **Timers.** One timer per connection, re-armed by state: idle before the first request,
+//! keep-alive between requests, read stall while a head or body is awaited, write stall while
+//! output waits, the linger after a server-made close, and a requested close's deadline. Each
+//! ends with the reason that names it.
+
+use std::io::{self, IoSlice};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use ragi::{Connection, DisconnectReason, Scope, ScopeKind};
+use tokio::io::{Interest, Ready};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use crate::access_log::{self, AccessEntry};
+use crate::exchange::{run_app, AppOutcome, BodySource, Exchange, ResponseSink};
+use crate::lifecycle::{Closed, ConnShared, ErrorReport};
+use crate::proto::h1::body::{BodyDecoder, Decoded};
+use crate::proto::h1::request::{self, BodyFraming, Parsed, RequestHead};
+use crate::proto::h1::response::{simple_response, OutQueue, ResponseContext, ResponseEncoder};
+use crate::server::{Phase, ServerShared};
+
+/// How long a server-made close keeps reading (and discarding) so that the client gets the
+/// response instead of a reset caused by its own unread bytes.
+const LINGER: Duration = Duration::from_secs(2);
+/// Most bytes discarded while lingering or draining an unread body.
+const DRAIN_LIMIT: u64 = 256 * 1024;
+
+struct Active {
+    ex: Arc<Exchange>,
+    decoder: BodyDecoder,
+    body_received: u64,
+    head_at: Instant,
+    request_line: String,
+    log: Option<AccessEntry>,
+    head_request: bool,
+}
+
+/// An exchange whose response is fully queued, waiting for its last byte to be written.
+struct Pending {
+    mark: u64,
+    ex: Arc<Exchange>,
+    log: Option<AccessEntry>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Closing {
+    /// Write what is queued, send FIN, read and discard for a moment, then close.
+    AfterFlush,
+    /// Close now.
+    Now,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Timer {
+    Idle,
+    Keepalive,
+    Read,
+    Write,
+    Linger,
+    CloseRequest,
+}
+
+enum Wake {
+    Io(io::Result<Ready>),
+    Notified,
+    Phase,
+    Timer,
+}
+
+pub(crate) struct Driver {
+    io: TcpStream,
+    srv: Arc<ServerShared>,
+    conn: Arc<ConnShared>,
+    peer: SocketAddr,
+    local: SocketAddr,
+    phase: watch::Receiver<Phase>,
+    rbuf: BytesMut,
+    wq: OutQueue,
+    queued_total: u64,
+    written_total: u64,
+    cur: Option<Active>,
+    pending: std::collections::VecDeque<Pending>,
+    /// Leftover request body to discard before the next head.
+    draining: Option<BodyDecoder>,
+    drained: u64,
+    closing: Option<Closing>,
+    fin_sent: bool,
+    linger_until: Option<Instant>,
+    read_eof: bool,
+    write_blocked: bool,
+    reason: Option<DisconnectReason>,
+    requests: u64,
+    bytes_in: u64,
+    accepted_at: Instant,
+    last_read: Instant,
+    /// When the current write stall began (output waiting, the socket not writable).
+    stall_start: Option<Instant>,
+    last_done: Instant,
+    head_started: Option<Instant>,
+    shutting_down: bool,
+}
+
+impl Driver {
+    pub(crate) fn new(
+        io: TcpStream,
+        srv: Arc<ServerShared>,
+        conn: Arc<ConnShared>,
+        peer: SocketAddr,
+        local: SocketAddr,
+    ) -> Self {
+        let now = Instant::now();
+        let phase = srv.phase.clone();
+        Self {
+            io,
+            srv,
+            conn,
+            peer,
+            local,
+            phase,
+            rbuf: BytesMut::with_capacity(8192),
+            wq: OutQueue::default(),
+            queued_total: 0,
+            written_total: 0,
+            cur: None,
+            pending: Default::default(),
+            draining: None,
+            drained: 0,
+            closing: None,
+            fin_sent: false,
+            linger_until: None,
+            read_eof: false,
+            write_blocked: false,
+            reason: None,
+            requests: 0,
+            bytes_in: 0,
+            accepted_at: now,
+            last_read: now,
+            stall_start: None,
+            last_done: now,
+            head_started: None,
+            shutting_down: false,
+        }
+    }
+
+    /// Runs the connection to its end; returns the `closed` notice's facts.
+    pub(crate) async fn run(mut self) -> Closed {
+        let mut sleep = Box::pin(tokio::time::sleep_until(tokio::time::Instant::now()));
+        let mut armed: Option<Instant> = None;
+        if *self.phase.borrow() != Phase::Running {
+            self.on_phase();
+        }
+        loop {
+            // Make every step possible without waiting.
+            loop {
+                let stepped = self.step();
+                let wrote = self.flush();
+                if !stepped && !wrote {
+                    break;
+                }
+            }
+            if self.closing == Some(Closing::Now) {
+                break;
+            }
+            if self.closing == Some(Closing::AfterFlush) && self.wq.is_empty() && !self.fin_sent {
+                self.fin_sent = true;
+                let _ = shutdown_write(&self.io);
+                self.linger_until = Some(Instant::now() + LINGER);
+                if self.read_eof {
+                    break;
+                }
+            }
+
+            let interest = self.interest();
+            let deadline = self.deadline();
+            if deadline.map(|d| d.0) != armed {
+                armed = deadline.map(|d| d.0);
+                if let Some((at, _)) = deadline {
+                    sleep.as_mut().reset(at.into());
+                }
+            }
+            let wake = {
+                let io = &self.io;
+                let wake = &self.conn.wake;
+                let phase = &mut self.phase;
+                tokio::select! {
+                    biased;
+                    r = io.ready(interest.unwrap_or(Interest::READABLE)), if interest.is_some() => Wake::Io(r),
+                    _ = wake.notified() => Wake::Notified,
+                    r = phase.changed() => if r.is_ok() { Wake::Phase } else { Wake::Notified },
+                    _ = sleep.as_mut(), if armed.is_some() => Wake::Timer,
+                }
+            };
+            match wake {
+                Wake::Io(Ok(ready)) => self.on_ready(ready),
+                Wake::Io(Err(e)) => self.on_read_error(e),
+                Wake::Notified => {}
+                Wake::Phase => self.on_phase(),
+                Wake::Timer => {
+                    armed = None;
+                    if let Some((at, which)) = deadline {
+                        if Instant::now() >= at {
+                            self.on_timer(which);
+                        }
+                    }
+                }
+            }
+        }
+        self.finish()
+    }
+
+    // ----- reading -------------------------------------------------------------------------
+
+    /// Whether the driver reads the socket now (rather than only watching it).
+    fn may_read(&self) -> bool {
+        if self.read_eof {
+            return false;
+        }
+        if self.closing.is_some() || self.draining.is_some() {
+            return true;
+        }
+        let limit = self.srv.cfg.read_ahead;
+        match &self.cur {
+            Some(a) if !a.decoder.is_done() => self.rbuf.len() < limit && a.ex.wants_body(),
+            Some(_) => self.rbuf.len() < limit,
+            None => {
+                self.rbuf.len()
+                    <= self.srv.cfg.max_request_line + self.srv.cfg.max_header_size + 1024
+            }
+        }
+    }
+
+    fn interest(&self) -> Option<Interest> {
+        let mut i: Option<Interest> = None;
+        if !self.read_eof {
+            i = Some(Interest::READABLE | Interest::ERROR);
+        }
+        if self.write_blocked && !self.wq.is_empty() {
+            i = Some(i.map_or(Interest::WRITABLE, |i| i | Interest::WRITABLE));
+        }
+        i
+    }
+
+    fn on_ready(&mut self, ready: Ready) {
+        if ready.is_writable() || ready.is_write_closed() {
+            self.write_blocked = false;
+        }
+        if !(ready.is_readable() || ready.is_read_closed() || ready.is_error()) || self.read_eof {
+            return;
+        }
+        if self.may_read() {
+            if self.rbuf.capacity() - self.rbuf.len() < 4096 {
+                self.rbuf.reserve(16 * 1024);
+            }
+            match self.io.try_read_buf(&mut self.rbuf) {
+                Ok(0) => self.on_eof(),
+                Ok(n) => {
+                    self.bytes_in += n as u64;
+                    self.last_read = Instant::now();
+                    if self.cur.is_none() && self.draining.is_none() && self.head_started.is_none()
+                    {
+                        self.head_started = Some(self.last_read);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => self.on_read_error(e),
+            }
+            return;
+        }
+        // Watching without reading: the buffer is full because the app does not read.
+        if ready.is_error() || ready.is_read_closed() {
+            match self.io.take_error() {
+                Ok(Some(e)) => self.on_read_error(e),
+                Err(e) => self.on_read_error(e),
+                Ok(None) if ready.is_error() => {
+                    self.on_read_error(io::ErrorKind::ConnectionReset.into())
+                }
+                Ok(None) => self.on_eof(),
+            }
+        } else {
+            // Clear plain readability so that the next edge (data, FIN, RST) wakes us again.
+            let _ = self.io.try_io(Interest::READABLE, || {
+                Err::<(), _>(io::ErrorKind::WouldBlock.into())
+            });
+        }
+    }
+
+    fn on_eof(&mut self) {
+        self.read_eof = true;
+        if self.closing.is_some() {
+            if self.fin_sent || self.closing == Some(Closing::Now) {
+                self.closing = Some(Closing::Now);
+            }
+            return;
+        }
+        let body_done = self.cur.as_ref().is_none_or(|a| a.decoder.is_done());
+        if self.srv.cfg.allow_half_close
+            && body_done
+            && (self.cur.is_some() || !self.pending.is_empty())
+        {
+            // Answer what was asked, then close.
+            if let Some(a) = &self.cur {
+                a.ex.lock().enc.force_close();
+            }
+            return;
+        }
+        self.abort_all(DisconnectReason::ClientClosed);
+        self.close_now(Some(DisconnectReason::ClientClosed));
+    }
+
+    fn on_read_error(&mut self, e: io::Error) {
+        tracing::debug!(conn = %self.conn.id, error = %e, "read error");
+        self.read_eof = true;
+        let reason = DisconnectReason::ReadError;
+        self.abort_all(reason.clone());
+        self.close_now(Some(reason));
+    }
+
+    // ----- writing -------------------------------------------------------------------------
+
+    /// Writes what it can; returns whether anything changed (bytes written, completions).
+    fn flush(&mut self) -> bool {
+        if self.write_blocked || self.wq.is_empty() || self.closing == Some(Closing::Now) {
+            return false;
+        }
+        let mut progressed = false;
+        while !self.wq.is_empty() {
+            let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(16);
+            self.wq.slices(&mut slices, 64);
+            match self.io.try_write_vectored(&slices) {
+                Ok(0) => {
+                    self.on_write_error(io::ErrorKind::WriteZero.into());
+                    return true;
+                }
+                Ok(n) => {
+                    self.wq.advance(n);
+                    self.written_total += n as u64;
+                    self.stall_start = None;
+                    progressed = true;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.write_blocked = true;
+                    if self.stall_start.is_none() {
+                        self.stall_start = Some(Instant::now());
+                    }
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.on_write_error(e);
+                    return true;
+                }
+            }
+        }
+        if progressed {
+            self.after_write();
+        }
+        progressed
+    }
+
+    fn after_write(&mut self) {
+        while self
+            .pending
+            .front()
+            .is_some_and(|p| p.mark <= self.written_total)
+        {
+            let p = self.pending.pop_front().expect("checked");
+            p.ex.lock().unflushed = 0;
+            p.ex.control.complete();
+            if let Some(entry) = p.log {
+                access_log::write(self.srv.cfg.access_log, entry);
+            }
+            self.last_done = Instant::now();
+        }
+        if let Some(a) = &self.cur {
+            let wq_len = self.wq.len();
+            let mut st = a.ex.lock();
+            let total = st.out.len() + wq_len;
+            if total < st.unflushed {
+                st.unflushed = total;
+                drop(st);
+                a.ex.written(0);
+            }
+        }
+    }
+
+    fn on_write_error(&mut self, e: io::Error) {
+        tracing::debug!(conn = %self.conn.id, error = %e, "write error");
+        self.abort_all(DisconnectReason::WriteError);
+        self.close_now(Some(DisconnectReason::WriteError));
+    }
+
+    fn queue(&mut self, bytes: Bytes) {
+        self.queued_total += bytes.len() as u64;
+        self.wq.put_bytes(bytes);
+    }
+
+    // ----- the exchange's progress ----------------------------------------------------------
+
+    /// Everything that can happen without waiting. Returns whether anything did.
+    fn step(&mut self) -> bool {
+        let mut any = false;
+        loop {
+            let p = self.step_once();
+            any |= p;
+            if !p || self.closing.is_some() {
+                return any;
+            }
+        }
+    }
+
+    fn step_once(&mut self) -> bool {
+        if self.closing.is_some() {
+            // Lingering: discard whatever arrives.
+            if !self.rbuf.is_empty() {
+                self.rbuf.clear();
+            }
+            return false;
+        }
+        if self.cur.is_some() {
+            return self.step_active();
+        }
+        if let Some(dec) = &mut self.draining {
+            let before = self.rbuf.len();
+            let mut done = false;
+            loop {
+                match dec.decode(&mut self.rbuf) {
+                    Ok(Decoded::Data(d)) => self.drained += d.len() as u64,
+                    Ok(Decoded::Done) => {
+                        done = true;
+                        break;
+                    }
+                    Ok(Decoded::NeedMore) => break,
+                    Err(_) => {
+                        self.close_after_flush(Some(DisconnectReason::ProtocolError));
+                        return true;
+                    }
+                }
+            }
+            if done {
+                self.draining = None;
+                return true;
+            }
+            if self.drained > DRAIN_LIMIT {
+                self.close_after_flush(None);
+                return true;
+            }
+            return self.rbuf.len() != before;
+        }
+        if self.shutting_down || self.conn.close_deadline().is_some() {
+            if self.wq.is_empty() && self.pending.is_empty() {
+                let reason = self
+                    .shutting_down
+                    .then_some(DisconnectReason::ServerShutdown);
+                self.close_now(reason);
+                return true;
+            }
+            return false;
+        }
+        if self.read_eof || self.wq.len() >= self.srv.cfg.write_high_water {
+            return false;
+        }
+        self.parse_next()
+    }
+
+    fn parse_next(&mut self) -> bool {
+        let skip = request::leading_empty_lines(&self.rbuf);
+        if skip > 0 {
+            let _ = self.rbuf.split_to(skip);
+        }
+        if self.rbuf.is_empty() {
+            self.head_started = None;
+            return false;
+        }
+        if self.head_started.is_none() {
+            self.head_started = Some(Instant::now());
+        }
+        match request::parse_head(&self.rbuf, &self.srv.limits) {
+            Parsed::Partial => false,
+            Parsed::Error(e) => {
+                tracing::debug!(conn = %self.conn.id, status = e.status, why = e.why, "bad request");
+                self.server_response(e.status, b"", false);
+                self.close_after_flush(Some(DisconnectReason::ProtocolError));
+                true
+            }
+            Parsed::Complete(head, len) => {
+                let _ = self.rbuf.split_to(len);
+                self.head_started = None;
+                self.dispatch(head);
+                true
+            }
+        }
+    }
+
+    fn dispatch(&mut self, head: RequestHead) {
+        let now = Instant::now();
+        self.requests += 1;
+        if let BodyFraming::Length(n) = head.framing {
+            if n > self.srv.cfg.max_body_size {
+                // The app is never called.
+                self.server_response(413, b"", head.method == http::Method::HEAD);
+                self.close_after_flush(Some(DisconnectReason::BodyTooLarge));
+                return;
+            }
+        }
+        let (connection, control) = Connection::pair();
+        let close = !head.keep_alive || self.shutting_down || self.conn.close_deadline().is_some();
+        let head_request = head.method == http::Method::HEAD;
+        let enc = ResponseEncoder::new(ResponseContext {
+            version: head.version,
+            head_request,
+            close,
+            server_header: self.srv.server_header.clone(),
+        });
+        let decoder = match head.framing {
+            BodyFraming::Empty => BodyDecoder::length(0),
+            BodyFraming::Length(n) => BodyDecoder::length(n),
+            BodyFraming::Chunked => BodyDecoder::chunked(),
+        };
+        let ex = Exchange::new(
+            self.conn.clone(),
+            control,
+            enc,
+            decoder.is_done(),
+            head.expect_continue,
+            &self.srv.cfg,
+        );
+        let log = self
+            .srv
+            .cfg
+            .access_log
+            .map(|_| AccessEntry::new(&head, self.peer, now));
+        let request_line = head.request_line;
+
+        let mut scope = Scope::new(ScopeKind::Http).with_connection(connection);
+        scope.http_version = head.version;
+        scope.path = ragi::scope::percent_decode(&head.raw_path);
+        scope.method = head.method;
+        scope.raw_path = head.raw_path;
+        scope.query_string = head.query;
+        scope.headers = head.headers;
+        scope.client = Some(self.peer);
+        scope.server = Some(self.local);
+        scope.state = self.srv.lifespan_state.clone();
+        scope.extensions.server_state = Some(self.srv.server_state.clone());
+        scope.extensions.fullflush = true;
+
+        self.cur = Some(Active {
+            ex: ex.clone(),
+            decoder,
+            body_received: 0,
+            head_at: now,
+            request_line,
+            log,
+            head_request,
+        });
+        // Move whatever body bytes are already here before the app's first poll.
+        self.feed_body();
+        let fut = self.srv.app.call(
+            scope,
+            ragi::Receiver::new(BodySource(ex.clone())),
+            ragi::Sender::new(ResponseSink(ex.clone())),
+        );
+        run_app(ex, fut);
+    }
+
+    /// Moves body bytes from the read buffer into the exchange's queue, up to the read-ahead.
+    /// Returns whether anything moved.
+    fn feed_body(&mut self) -> bool {
+        let Some(a) = &mut self.cur else { return false };
+        let mut moved = false;
+        while !a.decoder.is_done() && a.ex.wants_body() {
+            match a.decoder.decode(&mut self.rbuf) {
+                Ok(Decoded::Data(d)) => {
+                    a.body_received += d.len() as u64;
+                    if a.body_received > self.srv.cfg.max_body_size {
+                        self.body_too_large();
+                        return true;
+                    }
+                    let done = a.decoder.is_done();
+                    a.ex.push_body(d, done);
+                    moved = true;
+                }
+                Ok(Decoded::Done) => {
+                    a.ex.push_body(Bytes::new(), true);
+                    moved = true;
+                }
+                Ok(Decoded::NeedMore) => break,
+                Err(e) => {
+                    tracing::debug!(conn = %self.conn.id, why = e.0, "bad request body");
+                    self.fail_active(400, DisconnectReason::ProtocolError);
+                    return true;
+                }
+            }
+        }
+        moved
+    }
+
+    fn body_too_large(&mut self) {
+        self.fail_active(413, DisconnectReason::BodyTooLarge);
+    }
+
+    /// Ends the current exchange with `reason`: an error response with `status` if none
+    /// started, else an abort.
+    fn fail_active(&mut self, status: u16, reason: DisconnectReason) {
+        let Some(a) = self.cur.take() else { return };
+        let started =
+            a.ex.control.connection().response_started() && a.ex.lock().enc.head_written();
+        a.ex.disconnect(reason.clone());
+        if started {
+            self.close_now(Some(reason));
+        } else {
+            self.server_response(status, b"", a.head_request);
+            self.close_after_flush(Some(reason));
+        }
+    }
+
+    fn step_active(&mut self) -> bool {
+        let mut progressed = self.feed_body();
+        let Some(ex) = self.cur.as_ref().map(|a| a.ex.clone()) else {
+            return true;
+        };
+        let mut st = ex.lock();
+        // 100 Continue, once, when the app first asks for the body and no response started.
+        if st.expect_continue && st.continue_wanted {
+            st.expect_continue = false;
+            if !st.enc.head_written() && st.out.is_empty() {
+                drop(st);
+                self.queue(Bytes::from_static(b"HTTP/1.1 100 Continue\r\n\r\n"));
+                st = ex.lock();
+                progressed = true;
+            }
+        }
+        if !st.out.is_empty() {
+            let n = st.out.len() as u64;
+            st.out.move_to(&mut self.wq);
+            self.queued_total += n;
+            progressed = true;
+        }
+        if st.enc.is_done() {
+            let close = st.enc.will_close();
+            let continue_pending = st.expect_continue;
+            if let Some(AppOutcome::Failed(e)) = &st.app {
+                tracing::warn!(conn = %self.conn.id, error = %e, "app failed after its response completed");
+            }
+            drop(st);
+            let mut a = self.cur.take().expect("active");
+            if let Some(entry) = &mut a.log {
+                let st = a.ex.lock();
+                entry.finish(st.enc.status(), st.enc.body_bytes());
+            }
+            self.pending.push_back(Pending {
+                mark: self.queued_total,
+                ex: a.ex.clone(),
+                log: a.log.take(),
+            });
+            if close || self.read_eof {
+                self.close_after_flush(None);
+            } else if !a.decoder.is_done() {
+                if continue_pending {
+                    // The client waits for 100 Continue before sending the body it announced.
+                    self.close_after_flush(None);
+                } else {
+                    self.draining = Some(a.decoder);
+                    self.drained = 0;
+                }
+            }
+            return true;
+        }
+        if let Some(outcome) = st.app.clone() {
+            // The app returned without completing its response.
+            let started = st.enc.head_written();
+            let queued = st.enc.started();
+            drop(st);
+            let error = match outcome {
+                AppOutcome::Failed(e) => e,
+                AppOutcome::Returned => {
+                    "the app returned without completing its response".to_owned()
+                }
+            };
+            let a = self.cur.take().expect("active");
+            if !ex.control.is_open() {
+                // Already ended (client gone); nothing to answer.
+                return true;
+            }
+            let request_line = a.request_line;
+            let head_request = a.head_request;
+            ex.disconnect(DisconnectReason::ServerError);
+            if started {
+                tracing::warn!(conn = %self.conn.id, %error, "response aborted");
+                self.close_now(Some(DisconnectReason::ServerError));
+            } else {
+                tracing::warn!(conn = %self.conn.id, %error, "app failed; answering 500");
+                let _ = queued;
+                self.server_response(500, b"", head_request);
+                self.close_after_flush(Some(DisconnectReason::ServerError));
+            }
+            self.report_error(request_line, error, started);
+            return true;
+        }
+        progressed
+    }
+
+    /// Every exchange not yet completed ends with `reason`.
+    fn abort_all(&mut self, reason: DisconnectReason) {
+        if let Some(a) = self.cur.take() {
+            a.ex.disconnect(reason.clone());
+            if let Some(mut entry) = a.log {
+                let st = a.ex.lock();
+                entry.finish(
+                    if st.enc.started() { st.enc.status() } else { 0 },
+                    st.enc.body_bytes(),
+                );
+                drop(st);
+                access_log::write(self.srv.cfg.access_log, entry);
+            }
+        }
+        for p in self.pending.drain(..) {
+            p.ex.disconnect(reason.clone());
+        }
+    }
+
+    fn report_error(&self, request_line: String, error: String, aborted: bool) {
+        let Some(hook) = self.srv.error_hook.clone() else {
+            return;
+        };
+        let report = ErrorReport {
+            id: self.conn.id.clone(),
+            request_line,
+            error,
+            aborted,
+        };
+        let conn = self.conn.clone();
+        conn.task_started();
+        tokio::spawn(async move {
+            let fut = std::panic::AssertUnwindSafe(hook(report));
+            let _ = CatchUnwind(Box::pin(fut)).await;
+            conn.task_done();
+        });
+    }
+
+    fn server_response(&mut self, status: u16, extra: &[u8], head_only: bool) {
+        let bytes = simple_response(status, self.srv.server_header.as_deref(), extra, head_only);
+        self.queue(bytes);
+    }
+
+    fn close_after_flush(&mut self, reason: Option<DisconnectReason>) {
+        if self.reason.is_none() {
+            self.reason = reason;
+        }
+        if self.closing.is_none() {
+            self.closing = Some(Closing::AfterFlush);
+        }
+    }
+
+    fn close_now(&mut self, reason: Option<DisconnectReason>) {
+        if self.reason.is_none() {
+            self.reason = reason;
+        }
+        self.closing = Some(Closing::Now);
+    }
+
+    // ----- timers, shutdown -----------------------------------------------------------------
+
+    fn deadline(&self) -> Option<(Instant, Timer)> {
+        let cfg = &self.srv.cfg;
+        let mut best: Option<(Instant, Timer)> = None;
+        let mut consider = |at: Option<Instant>, t: Timer| {
+            if let Some(at) = at {
+                if best.is_none_or(|(b, _)| at < b) {
+                    best = Some((at, t));
+                }
+            }
+        };
+        let plus = |base: Instant, d: Option<Duration>| d.map(|d| base + d);
+        if self.write_blocked && !self.wq.is_empty() {
+            consider(
+                self.stall_start.and_then(|s| plus(s, cfg.write_timeout)),
+                Timer::Write,
+            );
+        }
+        if let Some(l) = self.linger_until {
+            consider(Some(l), Timer::Linger);
+        }
+        if self.closing.is_some() {
+            return best;
+        }
+        consider(self.conn.close_deadline(), Timer::CloseRequest);
+        if let Some(a) = &self.cur {
+            if !a.decoder.is_done() && self.may_read() && !self.read_eof {
+                consider(
+                    plus(self.last_read.max(a.head_at), cfg.request_timeout),
+                    Timer::Read,
+                );
+            }
+        } else if self.draining.is_some() {
+            consider(plus(self.last_read, cfg.request_timeout), Timer::Read);
+        } else if self.pending.is_empty() && self.wq.is_empty() {
+            if let Some(start) = self.head_started {
+                let stall = plus(self.last_read, cfg.request_timeout);
+                let whole = plus(start, cfg.request_timeout.map(|d| d * 2));
+                consider(stall, Timer::Read);
+                consider(whole, Timer::Read);
+            } else if self.requests == 0 {
+                consider(plus(self.accepted_at, cfg.idle_timeout), Timer::Idle);
+            } else {
+                consider(
+                    plus(self.last_done, cfg.keepalive_timeout),
+                    Timer::Keepalive,
+                );
+            }
+        }
+        best
+    }
+
+    fn on_timer(&mut self, which: Timer) {
+        match which {
+            Timer::Idle => self.close_now(Some(DisconnectReason::IdleTimeout)),
+            Timer::Keepalive => self.close_now(Some(DisconnectReason::KeepaliveTimeout)),
+            Timer::Read => {
+                if self.cur.is_some() {
+                    self.fail_active(408, DisconnectReason::ClientTimeout);
+                } else if self.draining.is_some() {
+                    self.close_now(Some(DisconnectReason::ClientTimeout));
+                } else {
+                    self.server_response(408, b"", false);
+                    self.close_after_flush(Some(DisconnectReason::ClientTimeout));
+                }
+            }
+            Timer::Write => {
+                self.abort_all(DisconnectReason::WriteTimeout);
+                self.close_now(Some(DisconnectReason::WriteTimeout));
+            }
+            Timer::Linger => self.closing = Some(Closing::Now),
+            Timer::CloseRequest => {
+                self.abort_all(DisconnectReason::ServerShutdown);
+                self.close_now(Some(DisconnectReason::ServerShutdown));
+            }
+        }
+    }
+
+    fn on_phase(&mut self) {
+        let phase = *self.phase.borrow_and_update();
+        match phase {
+            Phase::Running => {}
+            Phase::Draining => {
+                self.shutting_down = true;
+                if let Some(a) = &self.cur {
+                    a.ex.lock().enc.force_close();
+                }
+            }
+            Phase::Abort => {
+                self.shutting_down = true;
+                self.abort_all(DisconnectReason::ServerShutdown);
+                self.close_now(Some(DisconnectReason::ServerShutdown));
+            }
+        }
+    }
+
+    fn finish(mut self) -> Closed {
+        if self.cur.is_some() || !self.pending.is_empty() {
+            let reason = self.reason.clone().unwrap_or(DisconnectReason::ServerError);
+            self.abort_all(reason);
+        }
+        Closed {
+            id: self.conn.id.clone(),
+            peer: self.peer,
+            reason: self.reason.clone(),
+            requests: self.requests,
+            bytes_in: self.bytes_in,
+            bytes_out: self.written_total,
+            duration: self.accepted_at.elapsed(),
+        }
+    }
+}
+
+fn shutdown_write(io: &TcpStream) -> io::Result<()> {
+    socket2::SockRef::from(io).shutdown(std::net::Shutdown::Write)
+}
+
+/// Catches a panic in a hook future.
+struct CatchUnwind<F>(std::pin::Pin<Box<F>>);
+
+impl<F: std::future::Future> std::future::Future for CatchUnwind<F> {
+    type Output = Result<F::Output, ()>;
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let fut = &mut self.0;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Ok(std::task::Poll::Ready(v)) => std::task::Poll::Ready(Ok(v)),
+            Err(_) => std::task::Poll::Ready(Err(())),
+        }
+    }
+}

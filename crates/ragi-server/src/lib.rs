@@ -1,0 +1,41 @@
+//! # ragi-server — the reference server
+//!
+//! Runs [`ragi`] apps over HTTP/1.1 with the promise that makes ragi: every request's
+//! [`Connection`](ragi::Connection) object learns, in every state, that its client left and
+//! why. See [`h1`](crate#detection) below for how.
+//!
+//! * [`Server`] binds listeners and serves an app; [`ShutdownHandle`] starts graceful shutdown.
+//! * [`Config`] holds every limit and timeout, with the specification's defaults.
+//! * [`lifecycle`] is the server-wide connection listener, the address filter, the error hook
+//!   and per-connection handles (`close_after_current_response`, `completed`).
+//!
+//! # Detection
+//!
+//! One task per connection owns the socket and keeps reading ahead (bounded) while the app
+//! works; once the app stops reading, the task watches the socket's readiness without
+//! reading: a FIN sets read-closed, an RST sets an error, and `SO_ERROR` tells them apart. The
+//! app runs beside it: inline for its first poll, then in its own task.
+//!
+//! # Cancel safety
+//!
+//! An app call that is still running when its client goes away is *not* cancelled: its
+//! connection object ends (reason set, `disconnected()` resolves, callbacks run, a `Disconnect`
+//! event is queued) and `send` fails with that reason, so the app decides what to stop. The
+//! connection's `completed()` waits for it.
+#![deny(missing_docs)]
+
+mod access_log;
+mod config;
+mod date;
+mod error;
+mod exchange;
+mod h1;
+pub mod lifecycle;
+mod lifespan;
+mod proto;
+mod server;
+
+pub use config::{AccessLogFormat, Config};
+pub use error::Error;
+pub use lifecycle::{AddressFilter, ConnId, ConnectionHandle, LifecycleListener};
+pub use server::{BoundServer, Server, ShutdownHandle};

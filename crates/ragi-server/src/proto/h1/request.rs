@@ -1,0 +1,564 @@
+//! Request heads: parsing with `httparse`, then every check of RFC 9112 and the spec's §5.
+//!
+//! [`parse_head`] looks at the bytes received so far and says: not complete yet, a complete
+//! head (and how long it was), or the error status to answer with. The keep-alive rule of
+//! HTTP/1.x is here too ([`RequestHead::keep_alive`]).
+
+use bytes::{Bytes, BytesMut};
+use ragi::{Headers, HttpVersion};
+
+/// Limits that apply to a request head.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct HeadLimits {
+    /// Longest request line, bytes (414 beyond).
+    pub(crate) max_request_line: usize,
+    /// Largest header block, bytes (431 beyond).
+    pub(crate) max_header_size: usize,
+    /// Most header fields (431 beyond).
+    pub(crate) max_headers: usize,
+}
+
+/// How the request body is framed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BodyFraming {
+    /// No body.
+    Empty,
+    /// `content-length: n`.
+    Length(u64),
+    /// `transfer-encoding: chunked`.
+    Chunked,
+}
+
+/// A parsed and checked request head.
+#[derive(Debug)]
+pub(crate) struct RequestHead {
+    pub(crate) method: http::Method,
+    /// The path part of the target (origin form; for absolute form, the path after the
+    /// authority), without the query.
+    pub(crate) raw_path: Bytes,
+    pub(crate) query: Bytes,
+    pub(crate) version: HttpVersion,
+    pub(crate) headers: Headers,
+    pub(crate) framing: BodyFraming,
+    /// Whether the connection may be kept open after this exchange, by the HTTP/1.x rule:
+    /// HTTP/1.1 unless `connection: close`; HTTP/1.0 only with `connection: keep-alive`.
+    pub(crate) keep_alive: bool,
+    pub(crate) expect_continue: bool,
+    /// The request line, for logs and the error hook (lossy UTF-8).
+    pub(crate) request_line: String,
+}
+
+/// The outcome of looking at the bytes received so far.
+#[derive(Debug)]
+pub(crate) enum Parsed {
+    /// Not a whole head yet.
+    Partial,
+    /// A whole head of `len` bytes.
+    Complete(RequestHead, usize),
+    /// A bad request: answer with this status and close.
+    Error(HeadError),
+}
+
+/// Why a head was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct HeadError {
+    pub(crate) status: u16,
+    pub(crate) why: &'static str,
+}
+
+const fn err(status: u16, why: &'static str) -> Parsed {
+    Parsed::Error(HeadError { status, why })
+}
+
+/// Bytes to skip at the start of `buf`: RFC 9112 §2.2 lets a server ignore empty lines before
+/// the request line.
+pub(crate) fn leading_empty_lines(buf: &[u8]) -> usize {
+    let mut i = 0;
+    while i < buf.len() && (buf[i] == b'\r' || buf[i] == b'\n') {
+        i += 1;
+    }
+    i
+}
+
+/// Looks for a complete head at the start of `buf` (leading empty lines already removed).
+pub(crate) fn parse_head(buf: &BytesMut, limits: &HeadLimits) -> Parsed {
+    // The request line's length decides 414 before anything else.
+    let line_end = memchr_nl(buf);
+    match line_end {
+        None if buf.len() > limits.max_request_line => return err(414, "request line too long"),
+        Some(n) if n > limits.max_request_line => return err(414, "request line too long"),
+        None => return Parsed::Partial,
+        Some(_) => {}
+    }
+    let line_len = line_end.unwrap_or(0) + 1;
+
+    let mut storage = [httparse::EMPTY_HEADER; 256];
+    let n_headers = limits.max_headers.clamp(1, storage.len());
+    let mut req = httparse::Request::new(&mut storage[..n_headers]);
+    let status = match req.parse(buf) {
+        Ok(s) => s,
+        Err(httparse::Error::TooManyHeaders) => return err(431, "too many header fields"),
+        Err(httparse::Error::Version) => return err(400, "bad HTTP version"),
+        Err(httparse::Error::Token) => return err(400, "bad method or header name"),
+        Err(httparse::Error::HeaderName) => return err(400, "bad header name"),
+        Err(httparse::Error::HeaderValue) => return err(400, "bad header value"),
+        Err(_) => return err(400, "malformed request head"),
+    };
+    let head_len = match status {
+        httparse::Status::Partial => {
+            if buf.len() - line_len > limits.max_header_size {
+                return err(431, "header block too large");
+            }
+            return Parsed::Partial;
+        }
+        httparse::Status::Complete(n) => n,
+    };
+    if head_len - line_len > limits.max_header_size + 2 {
+        return err(431, "header block too large");
+    }
+
+    let method_str = req.method.unwrap_or("");
+    let Ok(method) = http::Method::from_bytes(method_str.as_bytes()) else {
+        return err(400, "bad method");
+    };
+    let version = if req.version == Some(1) {
+        HttpVersion::Http11
+    } else {
+        HttpVersion::Http10
+    };
+    let target = req.path.unwrap_or("").as_bytes();
+    let request_line = String::from_utf8_lossy(&buf[..line_end.unwrap_or(0)])
+        .trim_end_matches('\r')
+        .to_owned();
+
+    if method == http::Method::CONNECT {
+        return err(501, "CONNECT is not supported");
+    }
+    let (path_start, path_end, query) = match split_target(target, &method) {
+        Ok(t) => t,
+        Err(why) => return err(400, why),
+    };
+
+    // Headers: names lower-cased, values as bytes; the framing and connection rules.
+    let mut headers = Headers::with_capacity(req.headers.len());
+    let mut content_length: Option<u64> = None;
+    let mut transfer_encoding: Vec<Bytes> = Vec::new();
+    let mut host_count = 0usize;
+    let mut conn_close = false;
+    let mut conn_keep_alive = false;
+    let mut expect_continue = false;
+    for h in req.headers.iter() {
+        let name = lower(h.name.as_bytes());
+        let value = Bytes::copy_from_slice(trim_ows(h.value));
+        match name.as_ref() {
+            b"content-length" => {
+                if content_length.is_some() {
+                    return err(400, "duplicated content-length");
+                }
+                match parse_content_length(&value) {
+                    Some(n) => content_length = Some(n),
+                    None => return err(400, "invalid content-length"),
+                }
+            }
+            b"transfer-encoding" => {
+                for coding in value.split(|&b| b == b',') {
+                    let c = trim_ows(coding);
+                    if c.is_empty() {
+                        continue;
+                    }
+                    transfer_encoding.push(Bytes::copy_from_slice(c));
+                }
+            }
+            b"host" => {
+                host_count += 1;
+                if !valid_host(&value) {
+                    return err(400, "invalid host");
+                }
+            }
+            b"connection" => {
+                for token in value.split(|&b| b == b',') {
+                    let t = trim_ows(token);
+                    if t.eq_ignore_ascii_case(b"close") {
+                        conn_close = true;
+                    } else if t.eq_ignore_ascii_case(b"keep-alive") {
+                        conn_keep_alive = true;
+                    }
+                }
+            }
+            b"expect" => {
+                if value.eq_ignore_ascii_case(b"100-continue") {
+                    expect_continue = version == HttpVersion::Http11;
+                }
+            }
+            _ => {}
+        }
+        headers.push(name, value);
+    }
+    if host_count > 1 {
+        return err(400, "more than one host header");
+    }
+    if host_count == 0 && version == HttpVersion::Http11 {
+        return err(400, "missing host header");
+    }
+
+    let framing = if !transfer_encoding.is_empty() {
+        if content_length.is_some() {
+            return err(400, "content-length with transfer-encoding");
+        }
+        if version == HttpVersion::Http10 {
+            return err(400, "transfer-encoding in an HTTP/1.0 request");
+        }
+        let last = transfer_encoding
+            .last()
+            .map(|c| c.eq_ignore_ascii_case(b"chunked"));
+        let chunked_count = transfer_encoding
+            .iter()
+            .filter(|c| c.eq_ignore_ascii_case(b"chunked"))
+            .count();
+        if chunked_count > 0 && (last != Some(true) || chunked_count > 1) {
+            return err(400, "chunked is not the last transfer coding");
+        }
+        if transfer_encoding.len() > 1 || last != Some(true) {
+            if chunked_count == 0 && !transfer_encoding.iter().all(|c| is_known_coding(c)) {
+                return err(501, "unknown transfer coding");
+            }
+            if chunked_count == 0 {
+                // A known coding without chunked: the body length cannot be determined.
+                return err(400, "transfer-encoding without chunked");
+            }
+            return err(501, "transfer coding not implemented");
+        }
+        BodyFraming::Chunked
+    } else {
+        match content_length {
+            Some(0) | None => BodyFraming::Empty,
+            Some(n) => BodyFraming::Length(n),
+        }
+    };
+
+    let keep_alive = match version {
+        HttpVersion::Http11 => !conn_close,
+        _ => conn_keep_alive && !conn_close,
+    };
+
+    let raw_path = Bytes::copy_from_slice(&target[path_start..path_end]);
+    let raw_path = if raw_path.is_empty() {
+        Bytes::from_static(b"/")
+    } else {
+        raw_path
+    };
+    let head = RequestHead {
+        method,
+        raw_path,
+        query,
+        version,
+        headers,
+        framing,
+        keep_alive,
+        expect_continue,
+        request_line,
+    };
+    Parsed::Complete(head, head_len)
+}
+
+fn memchr_nl(buf: &[u8]) -> Option<usize> {
+    buf.iter().position(|&b| b == b'\n')
+}
+
+fn lower(name: &[u8]) -> Bytes {
+    if name.iter().any(|b| b.is_ascii_uppercase()) {
+        Bytes::from(name.to_ascii_lowercase())
+    } else {
+        Bytes::copy_from_slice(name)
+    }
+}
+
+fn trim_ows(v: &[u8]) -> &[u8] {
+    let start = v
+        .iter()
+        .position(|&b| b != b' ' && b != b'\t')
+        .unwrap_or(v.len());
+    let end = v
+        .iter()
+        .rposition(|&b| b != b' ' && b != b'\t')
+        .map_or(start, |i| i + 1);
+    &v[start..end]
+}
+
+/// `1*DIGIT`, fitting in a u64. Signs, spaces inside, lists and empty values are refused.
+pub(crate) fn parse_content_length(v: &[u8]) -> Option<u64> {
+    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(v).ok()?.parse().ok()
+}
+
+fn is_known_coding(c: &[u8]) -> bool {
+    [
+        "gzip",
+        "x-gzip",
+        "deflate",
+        "compress",
+        "x-compress",
+        "identity",
+    ]
+    .iter()
+    .any(|k| c.eq_ignore_ascii_case(k.as_bytes()))
+}
+
+/// `uri-host [ ":" port ]`: a reg-name, IPv4 or bracketed IP literal, then digits.
+fn valid_host(v: &[u8]) -> bool {
+    if v.is_empty() {
+        return true;
+    }
+    let (host, port) = if v[0] == b'[' {
+        let Some(close) = v.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        let inner = &v[1..close];
+        if inner.is_empty()
+            || !inner
+                .iter()
+                .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        {
+            return false;
+        }
+        (&v[..=close], &v[close + 1..])
+    } else {
+        match v.iter().rposition(|&b| b == b':') {
+            Some(i) => (&v[..i], &v[i..]),
+            None => (v, &v[v.len()..]),
+        }
+    };
+    let port_ok = port.is_empty() || (port[0] == b':' && port[1..].iter().all(u8::is_ascii_digit));
+    let host_ok = host.first() == Some(&b'[')
+        || host
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b));
+    port_ok && host_ok
+}
+
+/// Splits a request target into the path range and the query. Origin form `/p?q`, absolute
+/// form `scheme://authority/p?q`, and `*` (OPTIONS only).
+fn split_target(
+    target: &[u8],
+    method: &http::Method,
+) -> Result<(usize, usize, Bytes), &'static str> {
+    if target == b"*" {
+        return if method == http::Method::OPTIONS {
+            Ok((0, 1, Bytes::new()))
+        } else {
+            Err("asterisk target on a method other than OPTIONS")
+        };
+    }
+    let path_start = if target.first() == Some(&b'/') {
+        0
+    } else {
+        // Absolute form: scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ), then "://".
+        let colon = target
+            .iter()
+            .position(|&b| b == b':')
+            .ok_or("bad request target")?;
+        let scheme = &target[..colon];
+        let scheme_ok = scheme.first().is_some_and(u8::is_ascii_alphabetic)
+            && scheme
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
+        if !scheme_ok || !target[colon..].starts_with(b"://") {
+            return Err("bad request target");
+        }
+        let auth_start = colon + 3;
+        let rest = &target[auth_start..];
+        let auth_len = rest
+            .iter()
+            .position(|&b| b == b'/' || b == b'?')
+            .unwrap_or(rest.len());
+        if auth_len == 0 {
+            return Err("absolute target without authority");
+        }
+        auth_start + auth_len
+    };
+    let q = target[path_start..]
+        .iter()
+        .position(|&b| b == b'?')
+        .map(|i| i + path_start);
+    let (path_end, query) = match q {
+        Some(i) => (i, Bytes::copy_from_slice(&target[i + 1..])),
+        None => (target.len(), Bytes::new()),
+    };
+    if target[path_start..path_end].contains(&b'#') {
+        return Err("fragment in request target");
+    }
+    Ok((path_start, path_end, query))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: HeadLimits = HeadLimits {
+        max_request_line: 8192,
+        max_header_size: 8192,
+        max_headers: 100,
+    };
+
+    fn parse(s: &[u8]) -> Parsed {
+        parse_head(&BytesMut::from(s), &LIMITS)
+    }
+
+    fn status(s: &[u8]) -> u16 {
+        match parse(s) {
+            Parsed::Error(e) => e.status,
+            Parsed::Complete(..) => 0,
+            Parsed::Partial => 1,
+        }
+    }
+
+    #[test]
+    fn simple_get() {
+        let Parsed::Complete(h, n) =
+            parse(b"GET /a%20b?x=1 HTTP/1.1\r\nHost: h\r\nX-A: 1\r\n\r\nrest")
+        else {
+            panic!()
+        };
+        assert_eq!(n, 46);
+        assert_eq!(h.raw_path, "/a%20b");
+        assert_eq!(h.query, "x=1");
+        assert_eq!(h.headers.get("x-a").unwrap(), "1");
+        assert_eq!(h.headers.iter().next().unwrap().0, "host");
+        assert!(h.keep_alive);
+        assert_eq!(h.framing, BodyFraming::Empty);
+        assert_eq!(h.request_line, "GET /a%20b?x=1 HTTP/1.1");
+    }
+
+    #[test]
+    fn partial_until_the_blank_line() {
+        assert_eq!(status(b"GET / HTTP/1.1\r\nHost: h\r\n"), 1);
+        assert_eq!(status(b"GET / HT"), 1);
+    }
+
+    #[test]
+    fn keep_alive_rule() {
+        let ka = |s: &[u8]| match parse(s) {
+            Parsed::Complete(h, _) => h.keep_alive,
+            other => panic!("{other:?}"),
+        };
+        assert!(ka(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"));
+        assert!(!ka(
+            b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
+        ));
+        assert!(!ka(b"GET / HTTP/1.0\r\n\r\n"));
+        assert!(ka(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"));
+    }
+
+    #[test]
+    fn malformed_requests_get_their_status() {
+        assert_eq!(status(b"GET / HTTP/1.1\r\n\r\n"), 400, "missing host");
+        assert_eq!(status(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"), 400);
+        assert_eq!(status(b"GET / HTTP/1.0\r\nHost: xyz:foo\r\n\r\n"), 400);
+        assert_eq!(status(b"GET / HTTP/1.0\r\nHost: xyz/\r\n\r\n"), 400);
+        assert_eq!(
+            status(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: -1\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1, 1\r\n\r\n"),
+            400
+        );
+        assert_eq!(status(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"), 400);
+        assert_eq!(
+            status(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: foo\r\n\r\n"),
+            501
+        );
+        assert_eq!(
+            status(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
+            501
+        );
+        assert_eq!(status(b"CONNECT h:443 HTTP/1.1\r\nHost: h\r\n\r\n"), 501);
+        assert_eq!(
+            status(b"GET http:hoge/foo HTTP/1.1\r\nHost: h\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status(b"GET 353223://hoge/foo HTTP/1.1\r\nHost: h\r\n\r\n"),
+            400
+        );
+        assert_eq!(status(b"GET foo HTTP/1.1\r\nHost: h\r\n\r\n"), 400);
+        assert_eq!(status(b"GET / HTTP/1.1\r\nHost : h\r\n\r\n"), 400);
+        assert_eq!(status(b"GET / HTTP/1.1\r\nHost: h\r\nX: a\0b\r\n\r\n"), 400);
+        assert_eq!(status(b"GET / HTTP/1.1\r\nHost: h\r\n folded\r\n\r\n"), 400);
+        assert_eq!(status(b"GET / HTTP/3.0\r\nHost: h\r\n\r\n"), 400);
+        assert_eq!(status(b"GET * HTTP/1.1\r\nHost: h\r\n\r\n"), 400);
+        assert_eq!(status(b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n"), 0);
+    }
+
+    #[test]
+    fn absolute_form_takes_the_path() {
+        let Parsed::Complete(h, _) =
+            parse(b"GET http://hoge/foo/bar?q HTTP/1.1\r\nHost: h\r\n\r\n")
+        else {
+            panic!()
+        };
+        assert_eq!(h.raw_path, "/foo/bar");
+        assert_eq!(h.query, "q");
+        let Parsed::Complete(h, _) =
+            parse(b"GET unknownurlscheme://hoge HTTP/1.1\r\nHost: h\r\n\r\n")
+        else {
+            panic!()
+        };
+        assert_eq!(h.raw_path, "/");
+    }
+
+    #[test]
+    fn limits() {
+        let long_line = format!("GET /{} HTTP/1.1\r\nHost: h\r\n\r\n", "a".repeat(9000));
+        assert_eq!(status(long_line.as_bytes()), 414);
+        let partial_long = format!("GET /{}", "a".repeat(9000));
+        assert_eq!(status(partial_long.as_bytes()), 414);
+        let big_header = format!(
+            "GET / HTTP/1.1\r\nHost: h\r\nX: {}\r\n\r\n",
+            "a".repeat(9000)
+        );
+        assert_eq!(status(big_header.as_bytes()), 431);
+        let partial_big = format!("GET / HTTP/1.1\r\nHost: h\r\nX: {}", "a".repeat(9000));
+        assert_eq!(status(partial_big.as_bytes()), 431);
+        let many: String = (0..101).map(|i| format!("X-{i}: v\r\n")).collect();
+        assert_eq!(
+            status(format!("GET / HTTP/1.1\r\nHost: h\r\n{many}\r\n").as_bytes()),
+            431
+        );
+        let ok: String = (0..99).map(|i| format!("X-{i}: v\r\n")).collect();
+        assert_eq!(
+            status(format!("GET / HTTP/1.1\r\nHost: h\r\n{ok}\r\n").as_bytes()),
+            0
+        );
+    }
+
+    #[test]
+    fn framing() {
+        let f = |s: &[u8]| match parse(s) {
+            Parsed::Complete(h, _) => h.framing,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            f(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 12\r\n\r\n"),
+            BodyFraming::Length(12)
+        );
+        assert_eq!(
+            f(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: Chunked\r\n\r\n"),
+            BodyFraming::Chunked
+        );
+        assert_eq!(
+            f(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n"),
+            BodyFraming::Empty
+        );
+    }
+}

@@ -1,0 +1,521 @@
+//! The server: listeners, the accept loop, capacity, graceful shutdown.
+//!
+//! ```no_run
+//! use ragi::{Headers, Receiver, Scope, SendEvent, Sender};
+//! use ragi_server::{Config, Server};
+//!
+//! # async fn run() -> Result<(), ragi_server::Error> {
+//! let app = |_scope: Scope, _rx: Receiver, tx: Sender| async move {
+//!     tx.send(SendEvent::response_start(200, Headers::new())).await?;
+//!     tx.send(SendEvent::body("Hello, World!")).await?;
+//!     Ok(())
+//! };
+//! let server = Server::new(Config::default())
+//!     .listen("127.0.0.1:8000".parse().unwrap())
+//!     .bind()
+//!     .await?;
+//! let shutdown = server.shutdown_handle();
+//! tokio::spawn(async move {
+//!     tokio::signal::ctrl_c().await.ok();
+//!     shutdown.shutdown();
+//! });
+//! server.serve(app).await
+//! # }
+//! ```
+//!
+//! **Graceful shutdown** (a [`ShutdownHandle`], or SIGTERM/SIGINT with
+//! [`Server::handle_signals`]): stop accepting; close idle connections at once; let in-flight
+//! requests finish, their responses carrying `connection: close`; after
+//! [`Config::shutdown_timeout`] abort what is left with reason `server_shutdown`; run lifespan
+//! shut-down; return. A second signal aborts at once.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ragi::{App, State};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Notify};
+
+use crate::h1::Driver;
+use crate::lifecycle::{
+    Accepted, AddressFilter, ConnId, ConnShared, ConnectionHandle, ErrorHook, ErrorReport,
+    LifecycleListener,
+};
+use crate::proto::h1::request::HeadLimits;
+use crate::proto::h1::response::simple_response;
+use crate::{Config, Error};
+
+/// Where the server is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Running,
+    /// Graceful shutdown: finish in-flight work, accept nothing new.
+    Draining,
+    /// The deadline passed: abort what is left.
+    Abort,
+}
+
+/// What every connection of one server shares.
+pub(crate) struct ServerShared {
+    pub(crate) cfg: Config,
+    pub(crate) limits: HeadLimits,
+    pub(crate) app: Arc<dyn App>,
+    pub(crate) lifecycle: Option<Arc<dyn LifecycleListener>>,
+    pub(crate) error_hook: Option<ErrorHook>,
+    pub(crate) lifespan_state: State,
+    pub(crate) server_state: State,
+    pub(crate) server_header: Option<Bytes>,
+    pub(crate) phase: watch::Receiver<Phase>,
+}
+
+/// A server being configured. See the [module documentation](self).
+pub struct Server {
+    cfg: Config,
+    addrs: Vec<SocketAddr>,
+    lifecycle: Option<Arc<dyn LifecycleListener>>,
+    error_hook: Option<ErrorHook>,
+    filter: Option<AddressFilter>,
+    signals: bool,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("cfg", &self.cfg)
+            .field("addrs", &self.addrs)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// A server with these settings.
+    pub fn new(cfg: Config) -> Self {
+        Self {
+            cfg,
+            addrs: Vec::new(),
+            lifecycle: None,
+            error_hook: None,
+            filter: None,
+            signals: false,
+        }
+    }
+
+    /// Listens on `addr` too (port 0 picks a free port).
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.addrs.push(addr);
+        self
+    }
+
+    /// Sets the lifecycle listener.
+    pub fn lifecycle(mut self, listener: impl LifecycleListener) -> Self {
+        self.lifecycle = Some(Arc::new(listener));
+        self
+    }
+
+    /// Sets the lifecycle listener, shared.
+    pub fn lifecycle_arc(mut self, listener: Arc<dyn LifecycleListener>) -> Self {
+        self.lifecycle = Some(listener);
+        self
+    }
+
+    /// Sets the error hook (see [`ErrorHook`]).
+    pub fn error_hook<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(ErrorReport) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.error_hook = Some(Arc::new(move |r| Box::pin(hook(r))));
+        self
+    }
+
+    /// Sets the address filter, checked at accept before an id is given.
+    pub fn address_filter(mut self, filter: AddressFilter) -> Self {
+        self.filter = Some(filter);
+        self
+    }
+
+    /// Starts graceful shutdown on SIGTERM or SIGINT (a second signal aborts at once).
+    pub fn handle_signals(mut self, yes: bool) -> Self {
+        self.signals = yes;
+        self
+    }
+
+    /// Binds the listening sockets.
+    pub async fn bind(self) -> Result<BoundServer, Error> {
+        if self.addrs.is_empty() {
+            return Err(Error::config("no address to listen on"));
+        }
+        if self.cfg.max_headers == 0 || self.cfg.max_headers > 256 {
+            return Err(Error::config("max_headers must be between 1 and 256"));
+        }
+        if self.cfg.write_low_water > self.cfg.write_high_water {
+            return Err(Error::config(
+                "write_low_water must not exceed write_high_water",
+            ));
+        }
+        let mut listeners = Vec::new();
+        for addr in &self.addrs {
+            let socket = if addr.is_ipv4() {
+                tokio::net::TcpSocket::new_v4()
+            } else {
+                tokio::net::TcpSocket::new_v6()
+            }
+            .map_err(|e| Error::bind(addr, e))?;
+            socket
+                .set_reuseaddr(true)
+                .map_err(|e| Error::bind(addr, e))?;
+            socket.bind(*addr).map_err(|e| Error::bind(addr, e))?;
+            listeners.push(socket.listen(4096).map_err(|e| Error::bind(addr, e))?);
+        }
+        let (trigger, _) = watch::channel(Trigger::None);
+        Ok(BoundServer {
+            server: self,
+            listeners,
+            trigger: Arc::new(trigger),
+            server_state: State::default(),
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Trigger {
+    None,
+    Graceful,
+    Abort,
+}
+
+/// A server with bound sockets, ready to serve.
+pub struct BoundServer {
+    server: Server,
+    listeners: Vec<TcpListener>,
+    trigger: Arc<watch::Sender<Trigger>>,
+    server_state: State,
+}
+
+impl std::fmt::Debug for BoundServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BoundServer")
+            .field("addrs", &self.local_addrs())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Starts graceful shutdown of a server. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct ShutdownHandle {
+    trigger: Arc<watch::Sender<Trigger>>,
+}
+
+impl ShutdownHandle {
+    /// Starts graceful shutdown (spec §5). Idempotent.
+    pub fn shutdown(&self) {
+        self.trigger.send_if_modified(|t| {
+            if *t == Trigger::None {
+                *t = Trigger::Graceful;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Aborts every connection now (reason `server_shutdown`).
+    pub fn abort(&self) {
+        self.trigger.send_replace(Trigger::Abort);
+    }
+}
+
+impl BoundServer {
+    /// The addresses actually bound.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
+    }
+
+    /// A handle that starts graceful shutdown.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            trigger: self.trigger.clone(),
+        }
+    }
+
+    /// The server-state object (spec §6) every app invocation of this server session shares.
+    pub fn server_state(&self) -> &State {
+        &self.server_state
+    }
+
+    /// Runs lifespan start-up, serves until shutdown, runs lifespan shut-down.
+    pub async fn serve(self, app: impl App) -> Result<(), Error> {
+        let app: Arc<dyn App> = Arc::new(app);
+        let BoundServer {
+            server,
+            listeners,
+            trigger,
+            server_state,
+        } = self;
+        let lifespan_state = State::default();
+        let lifespan =
+            crate::lifespan::startup(app.clone(), lifespan_state.clone(), server_state.clone())
+                .await?;
+
+        let (phase_tx, phase_rx) = watch::channel(Phase::Running);
+        let server_header = server
+            .cfg
+            .server_header
+            .as_ref()
+            .filter(|s| !s.is_empty())
+            .map(|s| Bytes::from(s.clone()));
+        let limits = HeadLimits {
+            max_request_line: server.cfg.max_request_line,
+            max_header_size: server.cfg.max_header_size,
+            max_headers: server.cfg.max_headers,
+        };
+        let shutdown_timeout = server.cfg.shutdown_timeout;
+        let shared = Arc::new(ServerShared {
+            cfg: server.cfg,
+            limits,
+            app,
+            lifecycle: server.lifecycle,
+            error_hook: server.error_hook,
+            lifespan_state,
+            server_state,
+            server_header,
+            phase: phase_rx.clone(),
+        });
+        let live = Arc::new(Live {
+            n: AtomicUsize::new(0),
+            zero: Notify::new(),
+        });
+        let next_id = Arc::new(AtomicU64::new(1));
+        let prefix: Arc<str> = Arc::from(shared.cfg.id_prefix.as_str());
+        let filter = server.filter.map(Arc::new);
+
+        if server.signals {
+            let trigger = trigger.clone();
+            tokio::spawn(async move { signal_loop(trigger).await });
+        }
+
+        let mut accept_tasks = Vec::new();
+        for listener in listeners {
+            let ctx = AcceptCtx {
+                shared: shared.clone(),
+                live: live.clone(),
+                next_id: next_id.clone(),
+                prefix: prefix.clone(),
+                filter: filter.clone(),
+                phase: phase_rx.clone(),
+            };
+            accept_tasks.push(tokio::spawn(accept_loop(listener, ctx)));
+        }
+
+        // Wait for the trigger.
+        let mut trig = trigger.subscribe();
+        let first = loop {
+            let t = *trig.borrow_and_update();
+            if t != Trigger::None {
+                break t;
+            }
+            if trig.changed().await.is_err() {
+                break Trigger::Graceful;
+            }
+        };
+        tracing::info!("shutting down");
+        let _ = phase_tx.send(Phase::Draining);
+        for t in &accept_tasks {
+            t.abort();
+        }
+        if first == Trigger::Graceful {
+            let deadline = tokio::time::sleep(shutdown_timeout);
+            tokio::pin!(deadline);
+            let abort_signal = async {
+                loop {
+                    if trig.changed().await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                    if *trig.borrow() == Trigger::Abort {
+                        return;
+                    }
+                }
+            };
+            tokio::select! {
+                _ = live.wait_zero() => {}
+                _ = &mut deadline => {}
+                _ = abort_signal => {}
+            }
+        }
+        let _ = phase_tx.send(Phase::Abort);
+        if tokio::time::timeout(Duration::from_secs(5), live.wait_zero())
+            .await
+            .is_err()
+        {
+            tracing::warn!("connections still open after the abort");
+        }
+        if let Some(l) = lifespan {
+            l.shutdown(shutdown_timeout).await;
+        }
+        Ok(())
+    }
+}
+
+struct Live {
+    n: AtomicUsize,
+    zero: Notify,
+}
+
+impl Live {
+    async fn wait_zero(&self) {
+        loop {
+            let notified = self.zero.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.n.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    fn dec(&self) {
+        if self.n.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.zero.notify_waiters();
+        }
+    }
+}
+
+struct AcceptCtx {
+    shared: Arc<ServerShared>,
+    live: Arc<Live>,
+    next_id: Arc<AtomicU64>,
+    prefix: Arc<str>,
+    filter: Option<Arc<AddressFilter>>,
+    phase: watch::Receiver<Phase>,
+}
+
+async fn accept_loop(listener: TcpListener, mut ctx: AcceptCtx) {
+    let local = listener.local_addr().ok();
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = ctx.phase.changed() => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // EMFILE and friends: back off a moment instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        if let Some(f) = &ctx.filter {
+            if !f.permits(peer.ip()) {
+                tracing::debug!(%peer, "refused by the address filter");
+                continue;
+            }
+        }
+        if ctx.live.n.load(Ordering::Acquire) >= ctx.shared.cfg.max_connections {
+            tokio::spawn(reject_busy(stream, ctx.shared.server_header.clone()));
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        let local = stream.local_addr().ok().or(local).unwrap_or(peer);
+        let id = ConnId::new(
+            ctx.next_id.fetch_add(1, Ordering::Relaxed),
+            ctx.prefix.clone(),
+        );
+        let conn = ConnShared::new(id.clone());
+        if let Some(l) = &ctx.shared.lifecycle {
+            let notice = Accepted {
+                id: id.clone(),
+                peer,
+                local,
+                tls: None,
+                handle: ConnectionHandle::new(conn.clone()),
+            };
+            let verdict =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| l.accepted(&notice)));
+            match verdict {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::debug!(%id, error = %e, "the lifecycle listener refused the connection");
+                    continue;
+                }
+                Err(_) => {
+                    tracing::error!(%id, "the lifecycle listener panicked at accept; connection dropped");
+                    continue;
+                }
+            }
+        }
+        ctx.live.n.fetch_add(1, Ordering::AcqRel);
+        let shared = ctx.shared.clone();
+        let live = ctx.live.clone();
+        tokio::spawn(async move {
+            let closed = Driver::new(stream, shared.clone(), conn.clone(), peer, local)
+                .run()
+                .await;
+            if let Some(l) = &shared.lifecycle {
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| l.closed(&closed))) {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        tracing::warn!(id = %closed.id, error = %e, "lifecycle listener failed at close")
+                    }
+                    Err(_) => {
+                        tracing::error!(id = %closed.id, "lifecycle listener panicked at close")
+                    }
+                }
+            }
+            conn.task_done();
+            live.dec();
+        });
+    }
+}
+
+/// Beyond the connection limit: 503 with `retry-after`, then close.
+async fn reject_busy(mut stream: TcpStream, server_header: Option<Bytes>) {
+    let resp = simple_response(503, server_header.as_deref(), b"retry-after: 1\r\n", false);
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        stream.write_all(&resp).await?;
+        stream.shutdown().await?;
+        // Read what the client sent so that the close is a FIN, not a reset.
+        let mut sink = [0u8; 4096];
+        loop {
+            match tokio::io::AsyncReadExt::read(&mut stream, &mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
+}
+
+async fn signal_loop(trigger: Arc<watch::Sender<Trigger>>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    let handle = ShutdownHandle { trigger };
+    let mut count = 0;
+    loop {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        count += 1;
+        if count == 1 {
+            handle.shutdown();
+        } else {
+            handle.abort();
+        }
+    }
+}
