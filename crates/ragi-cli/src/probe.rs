@@ -198,19 +198,20 @@ async fn read_all(receive: &mut Receiver) -> Result<Vec<u8>, DisconnectReason> {
 /// The probe app.
 pub async fn app(
     probe: Arc<Probe>,
-    scope: Scope,
+    mut scope: Scope,
     mut receive: Receiver,
     send: Sender,
 ) -> AppResult {
     if scope.kind != ScopeKind::Http {
-        if scope.kind == ScopeKind::Lifespan {
-            return Err(UnsupportedScope(scope.kind).into());
-        }
         return Err(UnsupportedScope(scope.kind).into());
     }
-    let path = scope.path.clone();
-    let segments: Vec<&str> = path.trim_start_matches('/').splitn(2, '/').collect();
-    match (segments[0], segments.get(1)) {
+    let path = std::mem::take(&mut scope.path);
+    let rest = path.strip_prefix('/').unwrap_or(&path);
+    let (first, tag) = match rest.split_once('/') {
+        Some((a, b)) => (a, Some(b)),
+        None => (rest, None),
+    };
+    match (first, tag) {
         ("", None) => {
             if read_all(&mut receive).await.is_err() {
                 return Ok(());

@@ -22,7 +22,7 @@ use std::task::{Context, Poll, Waker};
 use bytes::Bytes;
 use ragi::{
     AppResult, Body, BoxFuture, ConnectionControl, DisconnectReason, ReceiveEvent, ReceiveSource,
-    SendError, SendEvent, SendSink,
+    SendError, SendEvent, SendSink, TrySendError,
 };
 use tokio::sync::Notify;
 
@@ -63,6 +63,9 @@ pub(crate) struct Exchange {
     pub(crate) control: ConnectionControl,
     st: Mutex<ExState>,
     room: Notify,
+    /// The app is being polled inline by the driver, which will look at the exchange right
+    /// after; senders need not wake it.
+    inline: std::sync::atomic::AtomicBool,
     read_ahead: usize,
     high_water: usize,
     low_water: usize,
@@ -90,11 +93,12 @@ impl Exchange {
                 continue_wanted: false,
                 disconnect: None,
                 enc,
-                out: OutQueue::default(),
+                out: OutQueue::with_capacity(512),
                 unflushed: 0,
                 app: None,
             }),
             room: Notify::new(),
+            inline: std::sync::atomic::AtomicBool::new(false),
             read_ahead: cfg.read_ahead,
             high_water: cfg.write_high_water,
             low_water: cfg.write_low_water.min(cfg.write_high_water),
@@ -154,6 +158,12 @@ impl Exchange {
         };
         if wake {
             self.room.notify_waiters();
+        }
+    }
+
+    fn wake_driver(&self) {
+        if !self.inline.load(std::sync::atomic::Ordering::Relaxed) {
+            self.conn.wake.notify_one();
         }
     }
 
@@ -236,7 +246,7 @@ impl Exchange {
         let added = st.out.len() - before;
         st.unflushed += added;
         drop(guard);
-        self.conn.wake.notify_one();
+        self.wake_driver();
         Ok(())
     }
 
@@ -291,15 +301,15 @@ impl ReceiveSource for BodySource {
         let mut st = ex.lock();
         if st.expect_continue && !st.continue_wanted {
             st.continue_wanted = true;
-            ex.conn.wake.notify_one();
+            ex.wake_driver();
         }
         if let Some(piece) = st.body.pop_front() {
             let was_full = st.body_buffered >= ex.read_ahead;
             st.body_buffered -= piece.len();
             let more = !(st.body.is_empty() && st.body_complete);
             st.final_delivered = !more;
-            if was_full || st.body_buffered < ex.read_ahead / 4 {
-                ex.conn.wake.notify_one();
+            if was_full {
+                ex.wake_driver();
             }
             return Poll::Ready(ReceiveEvent::Request { body: piece, more });
         }
@@ -318,33 +328,55 @@ impl ReceiveSource for BodySource {
     }
 }
 
-/// The `send` side of an http exchange.
-pub(crate) struct ResponseSink(pub(crate) Arc<Exchange>);
-
-impl SendSink for ResponseSink {
+/// The exchange is the `send` side of its http scope.
+impl SendSink for Exchange {
     fn send(&self, event: SendEvent) -> BoxFuture<'_, Result<(), SendError>> {
-        Box::pin(self.0.send_event(event))
+        Box::pin(self.send_event(event))
+    }
+
+    fn try_send(&self, event: SendEvent) -> Result<(), TrySendError> {
+        // Below the high watermark (or a head, which never waits) and not a file: no waiting.
+        let room = matches!(event, SendEvent::ResponseStart { .. })
+            || self.lock().unflushed <= self.high_water;
+        if !room
+            || matches!(
+                event,
+                SendEvent::ResponseBody {
+                    body: Body::File { .. },
+                    ..
+                }
+            )
+        {
+            return Err(TrySendError::WouldWait(event));
+        }
+        self.send_now(event).map_err(TrySendError::Failed)
     }
 }
 
 /// Runs an app call: polled once inline (a fast app answers without a task switch, and
 /// pipelined answers coalesce into one write), then, if it is not finished, in its own task so
 /// that the driver goes on watching the socket. Panics become [`AppOutcome::Failed`].
-pub(crate) fn run_app(ex: Arc<Exchange>, fut: BoxFuture<'static, AppResult>) {
-    let mut task = Box::pin(AppTask {
-        fut,
-        ex: Some(ex.clone()),
-    });
-    let waker = Waker::noop();
-    let mut cx = Context::from_waker(waker);
-    if task.as_mut().poll(&mut cx).is_pending() {
-        let conn = ex.conn.clone();
-        conn.task_started();
-        tokio::spawn(async move {
-            task.await;
-            conn.task_done();
-        });
-    }
+pub(crate) fn run_app(ex: Arc<Exchange>, mut fut: BoxFuture<'static, AppResult>) {
+    let mut cx = Context::from_waker(Waker::noop());
+    ex.inline.store(true, std::sync::atomic::Ordering::Relaxed);
+    let first = catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(&mut cx)));
+    ex.inline.store(false, std::sync::atomic::Ordering::Relaxed);
+    let outcome = match first {
+        Ok(Poll::Pending) => {
+            let conn = ex.conn.clone();
+            conn.task_started();
+            tokio::spawn(async move {
+                AppTask { fut, ex: Some(ex) }.await;
+                conn.task_done();
+            });
+            return;
+        }
+        Ok(Poll::Ready(Ok(()))) => AppOutcome::Returned,
+        Ok(Poll::Ready(Err(e))) => AppOutcome::Failed(e.to_string()),
+        Err(panic) => AppOutcome::Failed(panic_message(&panic)),
+    };
+    // Inline: the driver steps right after this returns; no wake-up needed.
+    ex.lock().app = Some(outcome);
 }
 
 struct AppTask {

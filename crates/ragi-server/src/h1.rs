@@ -46,7 +46,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::access_log::{self, AccessEntry};
-use crate::exchange::{run_app, AppOutcome, BodySource, Exchange, ResponseSink};
+use crate::exchange::{run_app, AppOutcome, BodySource, Exchange};
 use crate::lifecycle::{Closed, ConnShared, ErrorReport};
 use crate::proto::h1::body::{BodyDecoder, Decoded};
 use crate::proto::h1::request::{self, BodyFraming, Parsed, RequestHead};
@@ -64,7 +64,7 @@ struct Active {
     decoder: BodyDecoder,
     body_received: u64,
     head_at: Instant,
-    request_line: String,
+    request_line: Bytes,
     log: Option<AccessEntry>,
     head_request: bool,
 }
@@ -206,11 +206,15 @@ impl Driver {
 
             let interest = self.interest();
             let deadline = self.deadline();
-            if deadline.map(|d| d.0) != armed {
-                armed = deadline.map(|d| d.0);
-                if let Some((at, _)) = deadline {
+            // Re-arm only when the deadline moves earlier: a timer that fires early just
+            // re-checks, which is cheaper than resetting it on every request.
+            match (deadline, armed) {
+                (Some((at, _)), Some(cur)) if cur <= at => {}
+                (Some((at, _)), _) => {
+                    armed = Some(at);
                     sleep.as_mut().reset(at.into());
                 }
+                (None, _) => {}
             }
             let wake = {
                 let io = &self.io;
@@ -231,7 +235,7 @@ impl Driver {
                 Wake::Phase => self.on_phase(),
                 Wake::Timer => {
                     armed = None;
-                    if let Some((at, which)) = deadline {
+                    if let Some((at, which)) = self.deadline() {
                         if Instant::now() >= at {
                             self.on_timer(which);
                         }
@@ -359,9 +363,15 @@ impl Driver {
         }
         let mut progressed = false;
         while !self.wq.is_empty() {
-            let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(16);
-            self.wq.slices(&mut slices, 64);
-            match self.io.try_write_vectored(&slices) {
+            let r = match self.wq.single() {
+                Some(one) => self.io.try_write(one),
+                None => {
+                    let mut slices = [IoSlice::new(&[]); 64];
+                    let n = self.wq.fill_slices(&mut slices);
+                    self.io.try_write_vectored(&slices[..n])
+                }
+            };
+            match r {
                 Ok(0) => {
                     self.on_write_error(io::ErrorKind::WriteZero.into());
                     return true;
@@ -393,6 +403,7 @@ impl Driver {
     }
 
     fn after_write(&mut self) {
+        let mut completed = false;
         while self
             .pending
             .front()
@@ -404,6 +415,9 @@ impl Driver {
             if let Some(entry) = p.log {
                 access_log::write(self.srv.cfg.access_log, entry);
             }
+            completed = true;
+        }
+        if completed {
             self.last_done = Instant::now();
         }
         if let Some(a) = &self.cur {
@@ -507,9 +521,9 @@ impl Driver {
             return false;
         }
         if self.head_started.is_none() {
-            self.head_started = Some(Instant::now());
+            self.head_started = Some(self.last_read);
         }
-        match request::parse_head(&self.rbuf, &self.srv.limits) {
+        match request::parse_head(&mut self.rbuf, &self.srv.limits) {
             Parsed::Partial => false,
             Parsed::Error(e) => {
                 tracing::debug!(conn = %self.conn.id, status = e.status, why = e.why, "bad request");
@@ -517,8 +531,7 @@ impl Driver {
                 self.close_after_flush(Some(DisconnectReason::ProtocolError));
                 true
             }
-            Parsed::Complete(head, len) => {
-                let _ = self.rbuf.split_to(len);
+            Parsed::Complete(head) => {
                 self.head_started = None;
                 self.dispatch(head);
                 true
@@ -527,7 +540,8 @@ impl Driver {
     }
 
     fn dispatch(&mut self, head: RequestHead) {
-        let now = Instant::now();
+        // The head arrived with the last read; no need to ask the clock again.
+        let now = self.last_read;
         self.requests += 1;
         if let BodyFraming::Length(n) = head.framing {
             if n > self.srv.cfg.max_body_size {
@@ -566,7 +580,8 @@ impl Driver {
             .map(|_| AccessEntry::new(&head, self.peer, now));
         let request_line = head.request_line;
 
-        let mut scope = Scope::new(ScopeKind::Http).with_connection(connection);
+        let mut scope =
+            Scope::with_parts(ScopeKind::Http, connection, self.srv.lifespan_state.clone());
         scope.http_version = head.version;
         scope.path = ragi::scope::percent_decode(&head.raw_path);
         scope.method = head.method;
@@ -575,7 +590,6 @@ impl Driver {
         scope.headers = head.headers;
         scope.client = Some(self.peer);
         scope.server = Some(self.local);
-        scope.state = self.srv.lifespan_state.clone();
         scope.extensions.server_state = Some(self.srv.server_state.clone());
         scope.extensions.fullflush = true;
 
@@ -593,7 +607,7 @@ impl Driver {
         let fut = self.srv.app.call(
             scope,
             ragi::Receiver::new(BodySource(ex.clone())),
-            ragi::Sender::new(ResponseSink(ex.clone())),
+            ragi::Sender::from_arc(ex.clone()),
         );
         run_app(ex, fut);
     }
@@ -729,7 +743,11 @@ impl Driver {
                 self.server_response(500, b"", head_request);
                 self.close_after_flush(Some(DisconnectReason::ServerError));
             }
-            self.report_error(request_line, error, started);
+            self.report_error(
+                String::from_utf8_lossy(&request_line).into_owned(),
+                error,
+                started,
+            );
             return true;
         }
         progressed

@@ -141,6 +141,28 @@ impl fmt::Debug for Receiver {
 pub trait SendSink: Send + Sync + 'static {
     /// Delivers one event, waiting for room (backpressure) when needed.
     fn send(&self, event: SendEvent) -> BoxFuture<'_, Result<(), SendError>>;
+
+    /// Delivers one event if that needs no waiting; otherwise gives it back. [`Sender::send`]
+    /// calls this first and falls back to [`SendSink::send`], so a sink that implements it
+    /// spares a boxed future per event. The default never delivers.
+    fn try_send(&self, event: SendEvent) -> Result<(), TrySendError> {
+        Err(TrySendError::WouldWait(event))
+    }
+}
+
+/// Why [`SendSink::try_send`] did not deliver.
+#[derive(Debug)]
+pub enum TrySendError {
+    /// Delivering would have to wait; here is the event back.
+    WouldWait(SendEvent),
+    /// The event was refused.
+    Failed(SendError),
+}
+
+impl From<SendError> for TrySendError {
+    fn from(e: SendError) -> Self {
+        TrySendError::Failed(e)
+    }
 }
 
 /// The `send` handle: takes the app's events to the client. Cheap to clone.
@@ -157,10 +179,19 @@ impl Sender {
         }
     }
 
+    /// A sender delivering to a sink that is already shared.
+    pub fn from_arc(sink: Arc<dyn SendSink>) -> Self {
+        Self { sink }
+    }
+
     /// Sends one event. Fails with a typed [`SendError`] once the client is gone (carrying the
     /// reason), or when the event is not valid for the scope or the state.
     pub async fn send(&self, event: SendEvent) -> Result<(), SendError> {
-        self.sink.send(event).await
+        match self.sink.try_send(event) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Failed(e)) => Err(e),
+            Err(TrySendError::WouldWait(event)) => self.sink.send(event).await,
+        }
     }
 
     /// A sender that passes each event through `f` before this one sends it.
@@ -175,6 +206,9 @@ impl Sender {
         impl<F: Fn(SendEvent) -> SendEvent + Send + Sync + 'static> SendSink for Map<F> {
             fn send(&self, event: SendEvent) -> BoxFuture<'_, Result<(), SendError>> {
                 self.inner.sink.send((self.f)(event))
+            }
+            fn try_send(&self, event: SendEvent) -> Result<(), TrySendError> {
+                self.inner.sink.try_send((self.f)(event))
             }
         }
         Sender::new(Map { inner: self, f })

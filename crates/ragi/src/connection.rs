@@ -92,6 +92,8 @@ enum Outcome {
 
 struct Shared {
     outcome: Outcome,
+    /// Some `disconnected()` future registered interest (so an end must wake it).
+    waiters: bool,
     on_disconnect: Vec<DisconnectCallback>,
     on_complete: Vec<CompleteCallback>,
 }
@@ -119,6 +121,7 @@ impl Connection {
             response_complete: AtomicBool::new(false),
             state: Mutex::new(Shared {
                 outcome: Outcome::Open,
+                waiters: false,
                 on_disconnect: Vec::new(),
                 on_complete: Vec::new(),
             }),
@@ -166,7 +169,7 @@ impl Connection {
             let notified = self.inner.notify.notified();
             tokio::pin!(notified);
             let completed = {
-                let st = self.inner.lock();
+                let mut st = self.inner.lock();
                 match &st.outcome {
                     Outcome::Disconnected(r) => return r.clone(),
                     Outcome::Completed => true,
@@ -174,6 +177,7 @@ impl Connection {
                         // Register interest while the lock is held, so that an end recorded
                         // after we release it wakes this waiter (quinn's `closed()` pattern).
                         notified.as_mut().enable();
+                        st.waiters = true;
                         false
                     }
                 }
@@ -257,9 +261,12 @@ impl ConnectionControl {
             self.inner.connected.store(false, Ordering::Release);
             st.outcome = Outcome::Disconnected(reason.clone());
             st.on_complete.clear();
-            std::mem::take(&mut st.on_disconnect)
+            (std::mem::take(&mut st.on_disconnect), st.waiters)
         };
-        self.inner.notify.notify_waiters();
+        let (callbacks, waiters) = callbacks;
+        if waiters {
+            self.inner.notify.notify_waiters();
+        }
         for cb in callbacks {
             run_isolated(|| cb(&reason));
         }
@@ -282,10 +289,13 @@ impl ConnectionControl {
             self.inner.response_complete.store(true, Ordering::Release);
             st.outcome = Outcome::Completed;
             st.on_disconnect.clear();
-            std::mem::take(&mut st.on_complete)
+            (std::mem::take(&mut st.on_complete), st.waiters)
         };
+        let (callbacks, waiters) = callbacks;
         // Waiters of `disconnected()` re-check and park forever; wake them so they do.
-        self.inner.notify.notify_waiters();
+        if waiters {
+            self.inner.notify.notify_waiters();
+        }
         for cb in callbacks {
             run_isolated(cb);
         }

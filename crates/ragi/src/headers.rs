@@ -168,9 +168,28 @@ impl std::fmt::Display for InvalidHeader {
 
 impl std::error::Error for InvalidHeader {}
 
+const fn token_table() -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric();
+        i += 1;
+    }
+    let extra = b"!#$%&'*+-.^_`|~";
+    let mut j = 0;
+    while j < extra.len() {
+        t[extra[j] as usize] = true;
+        j += 1;
+    }
+    t
+}
+
+static TOKEN: [bool; 256] = token_table();
+
 /// Whether `b` may appear in a header name (an RFC 9110 `tchar`).
 pub fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    TOKEN[b as usize]
 }
 
 /// Checks one header: the name must be a non-empty token; the value must hold no CR, LF or NUL
@@ -188,10 +207,10 @@ pub fn validate_header(name: &[u8], value: &[u8]) -> Result<(), InvalidHeader> {
             "name holds a control character, separator or non-ASCII byte",
         ));
     }
-    if value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0) {
-        return Err(err("value holds CR, LF or NUL"));
-    }
     if value.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+        if value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0) {
+            return Err(err("value holds CR, LF or NUL"));
+        }
         return Err(err("value holds a control character"));
     }
     Ok(())

@@ -53,7 +53,9 @@ pub mod reason;
 pub mod scope;
 pub mod state;
 
-pub use app::{App, AppError, AppResult, BoxFuture, ReceiveSource, Receiver, SendSink, Sender};
+pub use app::{
+    App, AppError, AppResult, BoxFuture, ReceiveSource, Receiver, SendSink, Sender, TrySendError,
+};
 pub use connection::{Connection, ConnectionControl};
 pub use error::{SendError, UnsupportedScope};
 pub use event::{Body, Message, ReceiveEvent, SendEvent, SseEvent};

@@ -113,14 +113,23 @@ pub struct Scope {
 }
 
 impl Scope {
-    /// A scope of `kind` with empty fields, `GET /`, HTTP/1.1 and a detached connection object.
+    /// A scope of `kind` with empty fields (path `/`), `GET`, HTTP/1.1 and a detached connection object.
     pub fn new(kind: ScopeKind) -> Self {
+        let mut scope = Self::with_parts(kind, Connection::detached(), State::default());
+        scope.path = "/".to_owned();
+        scope
+    }
+
+    /// A scope of `kind` carrying `connection` and the lifespan `state`; other fields as
+    /// [`Scope::new`] sets them, but an empty `path`. Servers use this to build a scope
+    /// without spare allocations.
+    pub fn with_parts(kind: ScopeKind, connection: Connection, state: State) -> Self {
         Self {
             kind,
             http_version: HttpVersion::Http11,
             method: http::Method::GET,
             scheme: "http",
-            path: "/".to_owned(),
+            path: String::new(),
             raw_path: Bytes::from_static(b"/"),
             query_string: Bytes::new(),
             root_path: String::new(),
@@ -128,9 +137,9 @@ impl Scope {
             client: None,
             server: None,
             subprotocols: Vec::new(),
-            state: State::default(),
+            state,
             extensions: Extensions::default(),
-            connection: Connection::detached(),
+            connection,
         }
     }
 

@@ -44,8 +44,8 @@ pub(crate) struct RequestHead {
     /// HTTP/1.1 unless `connection: close`; HTTP/1.0 only with `connection: keep-alive`.
     pub(crate) keep_alive: bool,
     pub(crate) expect_continue: bool,
-    /// The request line, for logs and the error hook (lossy UTF-8).
-    pub(crate) request_line: String,
+    /// The request line, for logs and the error hook (a slice of the head, no copy).
+    pub(crate) request_line: Bytes,
 }
 
 /// The outcome of looking at the bytes received so far.
@@ -53,8 +53,8 @@ pub(crate) struct RequestHead {
 pub(crate) enum Parsed {
     /// Not a whole head yet.
     Partial,
-    /// A whole head of `len` bytes.
-    Complete(RequestHead, usize),
+    /// A whole head; its bytes were taken from the front of the buffer.
+    Complete(RequestHead),
     /// A bad request: answer with this status and close.
     Error(HeadError),
 }
@@ -80,8 +80,10 @@ pub(crate) fn leading_empty_lines(buf: &[u8]) -> usize {
     i
 }
 
-/// Looks for a complete head at the start of `buf` (leading empty lines already removed).
-pub(crate) fn parse_head(buf: &BytesMut, limits: &HeadLimits) -> Parsed {
+/// Looks for a complete head at the start of `buf` (leading empty lines already removed). A
+/// complete head is split off the buffer; the scope's header values are slices of it (no
+/// copies, but for names that need lower-casing).
+pub(crate) fn parse_head(buf: &mut BytesMut, limits: &HeadLimits) -> Parsed {
     // The request line's length decides 414 before anything else.
     let line_end = memchr_nl(buf);
     match line_end {
@@ -92,10 +94,12 @@ pub(crate) fn parse_head(buf: &BytesMut, limits: &HeadLimits) -> Parsed {
     }
     let line_len = line_end.unwrap_or(0) + 1;
 
-    let mut storage = [httparse::EMPTY_HEADER; 256];
+    // Uninitialised header storage: zeroing 256 entries on every parse cost more than the
+    // parse itself.
+    let mut storage = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; 256];
     let n_headers = limits.max_headers.clamp(1, storage.len());
-    let mut req = httparse::Request::new(&mut storage[..n_headers]);
-    let status = match req.parse(buf) {
+    let mut req = httparse::Request::new(&mut []);
+    let status = match req.parse_with_uninit_headers(buf, &mut storage[..n_headers]) {
         Ok(s) => s,
         Err(httparse::Error::TooManyHeaders) => return err(431, "too many header fields"),
         Err(httparse::Error::Version) => return err(400, "bad HTTP version"),
@@ -127,9 +131,14 @@ pub(crate) fn parse_head(buf: &BytesMut, limits: &HeadLimits) -> Parsed {
         HttpVersion::Http10
     };
     let target = req.path.unwrap_or("").as_bytes();
-    let request_line = String::from_utf8_lossy(&buf[..line_end.unwrap_or(0)])
-        .trim_end_matches('\r')
-        .to_owned();
+    let line_stop = {
+        let end = line_end.unwrap_or(0);
+        if end > 0 && buf[end - 1] == b'\r' {
+            end - 1
+        } else {
+            end
+        }
+    };
 
     if method == http::Method::CONNECT {
         return err(501, "CONNECT is not supported");
@@ -139,60 +148,60 @@ pub(crate) fn parse_head(buf: &BytesMut, limits: &HeadLimits) -> Parsed {
         Err(why) => return err(400, why),
     };
 
-    // Headers: names lower-cased, values as bytes; the framing and connection rules.
-    let mut headers = Headers::with_capacity(req.headers.len());
+    // Headers: the framing and connection rules; names and values kept as offsets into the
+    // head, to be sliced once it is split off.
+    let base = buf.as_ptr() as usize;
+    let offset = |s: &[u8]| s.as_ptr() as usize - base;
+    let mut spans: Vec<(u32, u16, u32, u32)> = Vec::with_capacity(req.headers.len());
     let mut content_length: Option<u64> = None;
-    let mut transfer_encoding: Vec<Bytes> = Vec::new();
+    let mut transfer_encoding: Vec<&[u8]> = Vec::new();
     let mut host_count = 0usize;
     let mut conn_close = false;
     let mut conn_keep_alive = false;
     let mut expect_continue = false;
     for h in req.headers.iter() {
-        let name = lower(h.name.as_bytes());
-        let value = Bytes::copy_from_slice(trim_ows(h.value));
-        match name.as_ref() {
-            b"content-length" => {
-                if content_length.is_some() {
-                    return err(400, "duplicated content-length");
-                }
-                match parse_content_length(&value) {
-                    Some(n) => content_length = Some(n),
-                    None => return err(400, "invalid content-length"),
+        let name = h.name.as_bytes();
+        let value = trim_ows(h.value);
+        spans.push((
+            offset(name) as u32,
+            name.len() as u16,
+            offset(value) as u32,
+            value.len() as u32,
+        ));
+        if name.eq_ignore_ascii_case(b"content-length") {
+            if content_length.is_some() {
+                return err(400, "duplicated content-length");
+            }
+            match parse_content_length(value) {
+                Some(n) => content_length = Some(n),
+                None => return err(400, "invalid content-length"),
+            }
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            for coding in value.split(|&b| b == b',') {
+                let c = trim_ows(coding);
+                if !c.is_empty() {
+                    transfer_encoding.push(c);
                 }
             }
-            b"transfer-encoding" => {
-                for coding in value.split(|&b| b == b',') {
-                    let c = trim_ows(coding);
-                    if c.is_empty() {
-                        continue;
-                    }
-                    transfer_encoding.push(Bytes::copy_from_slice(c));
+        } else if name.eq_ignore_ascii_case(b"host") {
+            host_count += 1;
+            if !valid_host(value) {
+                return err(400, "invalid host");
+            }
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            for token in value.split(|&b| b == b',') {
+                let t = trim_ows(token);
+                if t.eq_ignore_ascii_case(b"close") {
+                    conn_close = true;
+                } else if t.eq_ignore_ascii_case(b"keep-alive") {
+                    conn_keep_alive = true;
                 }
             }
-            b"host" => {
-                host_count += 1;
-                if !valid_host(&value) {
-                    return err(400, "invalid host");
-                }
-            }
-            b"connection" => {
-                for token in value.split(|&b| b == b',') {
-                    let t = trim_ows(token);
-                    if t.eq_ignore_ascii_case(b"close") {
-                        conn_close = true;
-                    } else if t.eq_ignore_ascii_case(b"keep-alive") {
-                        conn_keep_alive = true;
-                    }
-                }
-            }
-            b"expect" => {
-                if value.eq_ignore_ascii_case(b"100-continue") {
-                    expect_continue = version == HttpVersion::Http11;
-                }
-            }
-            _ => {}
+        } else if name.eq_ignore_ascii_case(b"expect")
+            && value.eq_ignore_ascii_case(b"100-continue")
+        {
+            expect_continue = version == HttpVersion::Http11;
         }
-        headers.push(name, value);
     }
     if host_count > 1 {
         return err(400, "more than one host header");
@@ -241,11 +250,31 @@ pub(crate) fn parse_head(buf: &BytesMut, limits: &HeadLimits) -> Parsed {
         _ => conn_keep_alive && !conn_close,
     };
 
-    let raw_path = Bytes::copy_from_slice(&target[path_start..path_end]);
-    let raw_path = if raw_path.is_empty() {
+    let target_off = offset(target);
+    let (path_range, query_range) = (target_off + path_start..target_off + path_end, query);
+    let head_bytes = buf.split_to(head_len).freeze();
+    let request_line = head_bytes.slice(..line_stop);
+    let mut headers = Headers::with_capacity(spans.len());
+    for &(no, nl, vo, vl) in &spans {
+        let name = &head_bytes[no as usize..no as usize + nl as usize];
+        let name = if name.iter().any(u8::is_ascii_uppercase) {
+            Bytes::from(name.to_ascii_lowercase())
+        } else {
+            head_bytes.slice(no as usize..no as usize + nl as usize)
+        };
+        headers.push(
+            name,
+            head_bytes.slice(vo as usize..vo as usize + vl as usize),
+        );
+    }
+    let raw_path = if path_range.is_empty() {
         Bytes::from_static(b"/")
     } else {
-        raw_path
+        head_bytes.slice(path_range)
+    };
+    let query = match query_range {
+        Some((a, b)) => head_bytes.slice(target_off + a..target_off + b),
+        None => Bytes::new(),
     };
     let head = RequestHead {
         method,
@@ -258,19 +287,11 @@ pub(crate) fn parse_head(buf: &BytesMut, limits: &HeadLimits) -> Parsed {
         expect_continue,
         request_line,
     };
-    Parsed::Complete(head, head_len)
+    Parsed::Complete(head)
 }
 
 fn memchr_nl(buf: &[u8]) -> Option<usize> {
     buf.iter().position(|&b| b == b'\n')
-}
-
-fn lower(name: &[u8]) -> Bytes {
-    if name.iter().any(|b| b.is_ascii_uppercase()) {
-        Bytes::from(name.to_ascii_lowercase())
-    } else {
-        Bytes::copy_from_slice(name)
-    }
 }
 
 fn trim_ows(v: &[u8]) -> &[u8] {
@@ -343,10 +364,10 @@ fn valid_host(v: &[u8]) -> bool {
 fn split_target(
     target: &[u8],
     method: &http::Method,
-) -> Result<(usize, usize, Bytes), &'static str> {
+) -> Result<(usize, usize, Option<(usize, usize)>), &'static str> {
     if target == b"*" {
         return if method == http::Method::OPTIONS {
-            Ok((0, 1, Bytes::new()))
+            Ok((0, 1, None))
         } else {
             Err("asterisk target on a method other than OPTIONS")
         };
@@ -383,8 +404,8 @@ fn split_target(
         .position(|&b| b == b'?')
         .map(|i| i + path_start);
     let (path_end, query) = match q {
-        Some(i) => (i, Bytes::copy_from_slice(&target[i + 1..])),
-        None => (target.len(), Bytes::new()),
+        Some(i) => (i, Some((i + 1, target.len()))),
+        None => (target.len(), None),
     };
     if target[path_start..path_end].contains(&b'#') {
         return Err("fragment in request target");
@@ -403,25 +424,25 @@ mod tests {
     };
 
     fn parse(s: &[u8]) -> Parsed {
-        parse_head(&BytesMut::from(s), &LIMITS)
+        parse_head(&mut BytesMut::from(s), &LIMITS)
     }
 
     fn status(s: &[u8]) -> u16 {
         match parse(s) {
             Parsed::Error(e) => e.status,
-            Parsed::Complete(..) => 0,
+            Parsed::Complete(_) => 0,
             Parsed::Partial => 1,
         }
     }
 
     #[test]
     fn simple_get() {
-        let Parsed::Complete(h, n) =
-            parse(b"GET /a%20b?x=1 HTTP/1.1\r\nHost: h\r\nX-A: 1\r\n\r\nrest")
-        else {
+        let mut buf =
+            BytesMut::from(&b"GET /a%20b?x=1 HTTP/1.1\r\nHost: h\r\nX-A: 1\r\n\r\nrest"[..]);
+        let Parsed::Complete(h) = parse_head(&mut buf, &LIMITS) else {
             panic!()
         };
-        assert_eq!(n, 46);
+        assert_eq!(&buf[..], b"rest");
         assert_eq!(h.raw_path, "/a%20b");
         assert_eq!(h.query, "x=1");
         assert_eq!(h.headers.get("x-a").unwrap(), "1");
@@ -440,7 +461,7 @@ mod tests {
     #[test]
     fn keep_alive_rule() {
         let ka = |s: &[u8]| match parse(s) {
-            Parsed::Complete(h, _) => h.keep_alive,
+            Parsed::Complete(h) => h.keep_alive,
             other => panic!("{other:?}"),
         };
         assert!(ka(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"));
@@ -502,15 +523,13 @@ mod tests {
 
     #[test]
     fn absolute_form_takes_the_path() {
-        let Parsed::Complete(h, _) =
-            parse(b"GET http://hoge/foo/bar?q HTTP/1.1\r\nHost: h\r\n\r\n")
+        let Parsed::Complete(h) = parse(b"GET http://hoge/foo/bar?q HTTP/1.1\r\nHost: h\r\n\r\n")
         else {
             panic!()
         };
         assert_eq!(h.raw_path, "/foo/bar");
         assert_eq!(h.query, "q");
-        let Parsed::Complete(h, _) =
-            parse(b"GET unknownurlscheme://hoge HTTP/1.1\r\nHost: h\r\n\r\n")
+        let Parsed::Complete(h) = parse(b"GET unknownurlscheme://hoge HTTP/1.1\r\nHost: h\r\n\r\n")
         else {
             panic!()
         };
@@ -545,7 +564,7 @@ mod tests {
     #[test]
     fn framing() {
         let f = |s: &[u8]| match parse(s) {
-            Parsed::Complete(h, _) => h.framing,
+            Parsed::Complete(h) => h.framing,
             other => panic!("{other:?}"),
         };
         assert_eq!(

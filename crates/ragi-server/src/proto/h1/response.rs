@@ -27,6 +27,14 @@ pub(crate) struct OutQueue {
 const COPY_LIMIT: usize = 4096;
 
 impl OutQueue {
+    pub(crate) fn with_capacity(n: usize) -> Self {
+        Self {
+            scratch: BytesMut::with_capacity(n),
+            pieces: VecDeque::new(),
+            len: 0,
+        }
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.len
     }
@@ -73,14 +81,30 @@ impl OutQueue {
         self.len = 0;
     }
 
-    /// Up to `max` slices from the front, for a vectored write.
-    pub(crate) fn slices<'a>(&'a self, out: &mut Vec<std::io::IoSlice<'a>>, max: usize) {
-        for p in self.pieces.iter().take(max) {
-            out.push(std::io::IoSlice::new(p));
+    /// The front bytes when they are one contiguous piece (a plain `send` then beats `writev`).
+    pub(crate) fn single(&self) -> Option<&[u8]> {
+        match (self.pieces.len(), self.scratch.is_empty()) {
+            (0, _) => Some(&self.scratch),
+            (1, true) => self.pieces.front().map(|b| &b[..]),
+            _ => None,
         }
-        if out.len() < max && !self.scratch.is_empty() {
-            out.push(std::io::IoSlice::new(&self.scratch));
+    }
+
+    /// Fills `out` with up to `out.len()` slices from the front; returns how many.
+    pub(crate) fn fill_slices<'a>(&'a self, out: &mut [std::io::IoSlice<'a>]) -> usize {
+        let mut n = 0;
+        for p in self.pieces.iter() {
+            if n == out.len() {
+                return n;
+            }
+            out[n] = std::io::IoSlice::new(p);
+            n += 1;
         }
+        if n < out.len() && !self.scratch.is_empty() {
+            out[n] = std::io::IoSlice::new(&self.scratch);
+            n += 1;
+        }
+        n
     }
 
     /// Drops `n` written bytes from the front.
@@ -538,9 +562,9 @@ mod tests {
     }
 
     fn drain(q: &mut OutQueue) -> String {
-        let mut v = Vec::new();
-        q.slices(&mut v, 64);
-        let s: Vec<u8> = v.iter().flat_map(|s| s.iter().copied()).collect();
+        let mut v = [std::io::IoSlice::new(&[]); 64];
+        let k = q.fill_slices(&mut v);
+        let s: Vec<u8> = v[..k].iter().flat_map(|s| s.iter().copied()).collect();
         let n = q.len();
         q.advance(n);
         String::from_utf8(s).unwrap()
