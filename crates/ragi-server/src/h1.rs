@@ -342,6 +342,15 @@ impl Driver {
             }
             return;
         }
+        let between_requests = self.cur.is_none()
+            && self.pending.is_empty()
+            && self.wq.is_empty()
+            && self.rbuf.is_empty();
+        if between_requests {
+            // The client closed an idle kept-alive connection: a clean close.
+            self.close_now(None);
+            return;
+        }
         self.abort_all(DisconnectReason::ClientClosed);
         self.close_now(Some(DisconnectReason::ClientClosed));
     }
@@ -422,12 +431,12 @@ impl Driver {
         }
         if let Some(a) = &self.cur {
             let wq_len = self.wq.len();
-            let mut st = a.ex.lock();
-            let total = st.out.len() + wq_len;
-            if total < st.unflushed {
-                st.unflushed = total;
-                drop(st);
-                a.ex.written(0);
+            let released = {
+                let st = a.ex.lock();
+                st.unflushed.saturating_sub(st.out.len() + wq_len)
+            };
+            if released > 0 {
+                a.ex.written(released);
             }
         }
     }
@@ -654,6 +663,9 @@ impl Driver {
         let Some(a) = self.cur.take() else { return };
         let started =
             a.ex.control.connection().response_started() && a.ex.lock().enc.head_written();
+        if !started {
+            a.ex.control.set_response_started();
+        }
         a.ex.disconnect(reason.clone());
         if started {
             self.close_now(Some(reason));
@@ -665,6 +677,11 @@ impl Driver {
 
     fn step_active(&mut self) -> bool {
         let mut progressed = self.feed_body();
+        if self.conn.close_deadline().is_some() {
+            if let Some(a) = &self.cur {
+                a.ex.lock().enc.force_close();
+            }
+        }
         let Some(ex) = self.cur.as_ref().map(|a| a.ex.clone()) else {
             return true;
         };
@@ -735,11 +752,13 @@ impl Driver {
             let head_request = a.head_request;
             ex.disconnect(DisconnectReason::ServerError);
             if started {
+                // Deliver what the app already sent, then close without ending the body.
                 tracing::warn!(conn = %self.conn.id, %error, "response aborted");
-                self.close_now(Some(DisconnectReason::ServerError));
+                self.close_after_flush(Some(DisconnectReason::ServerError));
             } else {
                 tracing::warn!(conn = %self.conn.id, %error, "app failed; answering 500");
                 let _ = queued;
+                ex.control.set_response_started();
                 self.server_response(500, b"", head_request);
                 self.close_after_flush(Some(DisconnectReason::ServerError));
             }
