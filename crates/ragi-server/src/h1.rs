@@ -121,6 +121,10 @@ pub(crate) struct Driver {
     fin_sent: bool,
     linger_until: Option<Instant>,
     read_eof: bool,
+    /// Readability was cleared while watching without reading, though bytes may be queued:
+    /// the next time reading is allowed, read without waiting for an edge that may never come
+    /// (the client is blocked on our full receive window).
+    readable_unknown: bool,
     write_blocked: bool,
     reason: Option<DisconnectReason>,
     requests: u64,
@@ -163,6 +167,7 @@ impl Driver {
             fin_sent: false,
             linger_until: None,
             read_eof: false,
+            readable_unknown: false,
             write_blocked: false,
             reason: None,
             requests: 0,
@@ -204,8 +209,13 @@ impl Driver {
                 }
             }
 
+            if self.readable_unknown && self.may_read() {
+                self.read_direct();
+                continue;
+            }
             let interest = self.interest();
             let deadline = self.deadline();
+
             // Re-arm only when the deadline moves earlier: a timer that fires early just
             // re-checks, which is cheaper than resetting it on every request.
             match (deadline, armed) {
@@ -289,7 +299,9 @@ impl Driver {
             if self.rbuf.capacity() - self.rbuf.len() < 4096 {
                 self.rbuf.reserve(16 * 1024);
             }
-            match self.io.try_read_buf(&mut self.rbuf) {
+            let r = self.io.try_read_buf(&mut self.rbuf);
+            tracing::trace!(conn = %self.conn.id, ?ready, result = ?r.as_ref().map_err(|e| e.kind()), "read");
+            match r {
                 Ok(0) => self.on_eof(),
                 Ok(n) => {
                     self.bytes_in += n as u64;
@@ -306,6 +318,7 @@ impl Driver {
             return;
         }
         // Watching without reading: the buffer is full because the app does not read.
+        tracing::trace!(conn = %self.conn.id, ?ready, "watch");
         if ready.is_error() || ready.is_read_closed() {
             match self.io.take_error() {
                 Ok(Some(e)) => self.on_read_error(e),
@@ -320,6 +333,35 @@ impl Driver {
             let _ = self.io.try_io(Interest::READABLE, || {
                 Err::<(), _>(io::ErrorKind::WouldBlock.into())
             });
+            self.readable_unknown = true;
+        }
+    }
+
+    /// Reads with a plain `recv`, bypassing tokio's readiness cache: after watching without
+    /// reading, tokio believes the socket is not readable (we cleared that to wait for the next
+    /// edge), so its `try_read` would not even ask the kernel, while bytes may be queued and
+    /// the client blocked on our full window. Used until the kernel says `WouldBlock`.
+    fn read_direct(&mut self) {
+        use std::io::Read;
+        let mut buf = [0u8; 16 * 1024];
+        let sock = socket2::SockRef::from(&self.io);
+        let r = (&*sock).read(&mut buf);
+        match r {
+            Ok(0) => {
+                self.readable_unknown = false;
+                self.on_eof();
+            }
+            Ok(n) => {
+                self.rbuf.extend_from_slice(&buf[..n]);
+                self.bytes_in += n as u64;
+                self.last_read = Instant::now();
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.readable_unknown = false,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                self.readable_unknown = false;
+                self.on_read_error(e);
+            }
         }
     }
 
@@ -340,15 +382,6 @@ impl Driver {
             if let Some(a) = &self.cur {
                 a.ex.lock().enc.force_close();
             }
-            return;
-        }
-        let between_requests = self.cur.is_none()
-            && self.pending.is_empty()
-            && self.wq.is_empty()
-            && self.rbuf.is_empty();
-        if between_requests {
-            // The client closed an idle kept-alive connection: a clean close.
-            self.close_now(None);
             return;
         }
         self.abort_all(DisconnectReason::ClientClosed);

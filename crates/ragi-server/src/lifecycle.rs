@@ -99,8 +99,9 @@ pub struct Closed {
     pub id: ConnId,
     /// The client's address.
     pub peer: SocketAddr,
-    /// Why it closed; `None` for a clean close (the client closed between requests, or the
-    /// server closed after a `connection: close` exchange).
+    /// Why it closed. `client_closed` when the client's FIN ended it (between requests too:
+    /// who closed is worth knowing); `None` when the server closed it cleanly after a
+    /// `connection: close` exchange.
     pub reason: Option<DisconnectReason>,
     /// Requests (streams on HTTP/2) it carried.
     pub requests: u64,
