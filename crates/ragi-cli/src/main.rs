@@ -26,7 +26,21 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Serve the probe app: for tests, benchmarks and checking a deployment.
-    Probe(ServerOpts),
+    Probe(ProbeOpts),
+}
+
+#[derive(Args, Debug)]
+struct ProbeOpts {
+    #[command(flatten)]
+    server: ServerOpts,
+    /// Run without the lifecycle listener (`/connections` then answers 404); for measuring
+    /// what the listener costs.
+    #[arg(long)]
+    no_lifecycle: bool,
+    /// Answer lifespan start-up with StartupFailed and this message (the process exits 1);
+    /// for testing deployments' failure handling.
+    #[arg(long, value_name = "MESSAGE")]
+    fail_startup: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -145,11 +159,16 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run_probe(opts: ServerOpts) -> ExitCode {
-    let probe = Arc::new(probe::Probe::default());
-    let server = Server::new(opts.config())
-        .lifecycle(probe::ProbeListener(probe.clone()))
-        .handle_signals(true);
+async fn run_probe(popts: ProbeOpts) -> ExitCode {
+    let opts = &popts.server;
+    let probe = Arc::new(probe::Probe::new(
+        popts.fail_startup.clone(),
+        !popts.no_lifecycle,
+    ));
+    let mut server = Server::new(opts.config()).handle_signals(true);
+    if !popts.no_lifecycle {
+        server = server.lifecycle(probe::ProbeListener(probe.clone()));
+    }
     let server = opts.listen.iter().fold(server, |s, a| s.listen(*a));
     let bound = match server.bind().await {
         Ok(b) => b,
@@ -158,9 +177,11 @@ async fn run_probe(opts: ServerOpts) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    for addr in bound.local_addrs() {
-        eprintln!("listening on http://{addr}");
-    }
+    let bound = bound.on_ready(|addrs| {
+        for addr in addrs {
+            eprintln!("listening on http://{addr}");
+        }
+    });
     let app = move |scope, receive, send| probe::app(probe.clone(), scope, receive, send);
     match bound.serve(app).await {
         Ok(()) => ExitCode::SUCCESS,

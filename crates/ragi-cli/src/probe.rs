@@ -43,14 +43,27 @@ struct Tag {
 }
 
 /// What the probe remembers: tags and lifecycle notices.
-#[derive(Default)]
 pub struct Probe {
     tags: Mutex<HashMap<String, Tag>>,
     changed: Notify,
     notices: Mutex<std::collections::VecDeque<serde_json::Value>>,
+    fail_startup: Option<String>,
+    lifecycle: bool,
 }
 
 impl Probe {
+    /// A probe; `fail_startup` makes lifespan start-up fail with that message; `lifecycle`
+    /// says whether its listener is installed (`/connections` answers 404 without it).
+    pub fn new(fail_startup: Option<String>, lifecycle: bool) -> Self {
+        Self {
+            tags: Mutex::default(),
+            changed: Notify::new(),
+            notices: Mutex::default(),
+            fail_startup,
+            lifecycle,
+        }
+    }
+
     fn record(self: &Arc<Self>, tag: &str, conn: &Connection) {
         let start = Instant::now();
         self.tags
@@ -195,6 +208,29 @@ async fn read_all(receive: &mut Receiver) -> Result<Vec<u8>, DisconnectReason> {
     }
 }
 
+/// Lifespan: start-up completes (or fails with `--fail-startup`), shut-down completes.
+async fn lifespan(probe: &Probe, mut receive: Receiver, send: Sender) -> AppResult {
+    loop {
+        match receive.receive().await {
+            ReceiveEvent::Startup => match &probe.fail_startup {
+                Some(message) => {
+                    send.send(SendEvent::StartupFailed {
+                        message: message.clone(),
+                    })
+                    .await?;
+                    return Ok(());
+                }
+                None => send.send(SendEvent::StartupComplete).await?,
+            },
+            ReceiveEvent::Shutdown => {
+                send.send(SendEvent::ShutdownComplete).await?;
+                return Ok(());
+            }
+            _ => {}
+        }
+    }
+}
+
 /// The probe app.
 pub async fn app(
     probe: Arc<Probe>,
@@ -202,6 +238,9 @@ pub async fn app(
     mut receive: Receiver,
     send: Sender,
 ) -> AppResult {
+    if scope.kind == ScopeKind::Lifespan {
+        return lifespan(&probe, receive, send).await;
+    }
     if scope.kind != ScopeKind::Http {
         return Err(UnsupportedScope(scope.kind).into());
     }
@@ -301,7 +340,7 @@ pub async fn app(
                 }
             }
         }
-        ("connections", None) => {
+        ("connections", None) if probe.lifecycle => {
             let list: Vec<serde_json::Value> =
                 probe.notices.lock().unwrap().iter().cloned().collect();
             respond(

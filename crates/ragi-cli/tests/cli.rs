@@ -182,3 +182,25 @@ fn access_log_json() {
         "method in {line}"
     );
 }
+
+/// Lifespan start-up failure: exit status 1, the message on stderr, no listening line.
+#[test]
+fn lifespan_startup_failure_exits_1_with_the_message() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ragi"))
+        .args([
+            "probe",
+            "--listen",
+            "127.0.0.1:0",
+            "--fail-startup",
+            "database unreachable",
+        ])
+        .output()
+        .expect("run ragi");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert!(stderr.contains("database unreachable"), "stderr: {stderr}");
+    assert!(
+        !stderr.contains("listening on"),
+        "announced before start-up completed: {stderr}"
+    );
+}

@@ -177,6 +177,7 @@ impl Server {
             listeners,
             trigger: Arc::new(trigger),
             server_state: State::default(),
+            on_ready: None,
         })
     }
 }
@@ -194,6 +195,7 @@ pub struct BoundServer {
     listeners: Vec<TcpListener>,
     trigger: Arc<watch::Sender<Trigger>>,
     server_state: State,
+    on_ready: Option<Box<dyn FnOnce(&[SocketAddr]) + Send>>,
 }
 
 impl std::fmt::Debug for BoundServer {
@@ -250,19 +252,31 @@ impl BoundServer {
         &self.server_state
     }
 
+    /// Calls `f` with the bound addresses once lifespan start-up has completed, just before
+    /// connections are served (a good moment to announce "listening").
+    pub fn on_ready(mut self, f: impl FnOnce(&[SocketAddr]) + Send + 'static) -> Self {
+        self.on_ready = Some(Box::new(f));
+        self
+    }
+
     /// Runs lifespan start-up, serves until shutdown, runs lifespan shut-down.
     pub async fn serve(self, app: impl App) -> Result<(), Error> {
         let app: Arc<dyn App> = Arc::new(app);
+        let addrs = self.local_addrs();
         let BoundServer {
             server,
             listeners,
             trigger,
             server_state,
+            on_ready,
         } = self;
         let lifespan_state = State::default();
         let lifespan =
             crate::lifespan::startup(app.clone(), lifespan_state.clone(), server_state.clone())
                 .await?;
+        if let Some(f) = on_ready {
+            f(&addrs);
+        }
 
         let (phase_tx, phase_rx) = watch::channel(Phase::Running);
         let server_header = server
