@@ -53,6 +53,11 @@ use crate::proto::h1::request::{self, BodyFraming, Parsed, RequestHead};
 use crate::proto::h1::response::{simple_response, OutQueue, ResponseContext, ResponseEncoder};
 use crate::server::{Phase, ServerShared};
 
+thread_local! {
+    /// Where idle connections read their first bytes (see `Driver::on_ready`).
+    static SCRATCH: std::cell::RefCell<Box<[u8]>> = std::cell::RefCell::new(vec![0u8; 16 * 1024].into_boxed_slice());
+}
+
 /// How long a server-made close keeps reading (and discarding) so that the client gets the
 /// response instead of a reset caused by its own unread bytes.
 const LINGER: Duration = Duration::from_secs(2);
@@ -155,7 +160,7 @@ impl Driver {
             peer,
             local,
             phase,
-            rbuf: BytesMut::with_capacity(8192),
+            rbuf: BytesMut::new(),
             wq: OutQueue::default(),
             queued_total: 0,
             written_total: 0,
@@ -296,10 +301,24 @@ impl Driver {
             return;
         }
         if self.may_read() {
-            if self.rbuf.capacity() - self.rbuf.len() < 4096 {
-                self.rbuf.reserve(16 * 1024);
-            }
-            let r = self.io.try_read_buf(&mut self.rbuf);
+            let r = if self.rbuf.capacity() == 0 {
+                // An idle connection holds no buffer: read into the thread's scratch buffer
+                // and keep only what arrived.
+                SCRATCH.with(|scratch| {
+                    let mut scratch = scratch.borrow_mut();
+                    let r = self.io.try_read(&mut scratch[..]);
+                    if let Ok(n) = r {
+                        self.rbuf = BytesMut::with_capacity(n.max(1024));
+                        self.rbuf.extend_from_slice(&scratch[..n]);
+                    }
+                    r
+                })
+            } else {
+                if self.rbuf.capacity() - self.rbuf.len() < 4096 {
+                    self.rbuf.reserve(16 * 1024);
+                }
+                self.io.try_read_buf(&mut self.rbuf)
+            };
             tracing::trace!(conn = %self.conn.id, ?ready, result = ?r.as_ref().map_err(|e| e.kind()), "read");
             match r {
                 Ok(0) => self.on_eof(),
@@ -461,6 +480,11 @@ impl Driver {
         }
         if completed {
             self.last_done = Instant::now();
+            if self.rbuf.is_empty() && self.cur.is_none() && self.draining.is_none() {
+                // Idle between requests: give the read buffer back (10 000 idle connections
+                // should not hold 10 000 buffers).
+                self.rbuf = BytesMut::new();
+            }
         }
         if let Some(a) = &self.cur {
             let wq_len = self.wq.len();
