@@ -144,10 +144,15 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .init();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // One CPU (e.g. pinned with taskset): a current-thread runtime does the same work without
+    // the multi-thread scheduler's cross-thread bookkeeping.
+    let one_cpu = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
+    let mut builder = if one_cpu {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("ragi: cannot start the runtime: {e}");
@@ -182,7 +187,7 @@ async fn run_probe(popts: ProbeOpts) -> ExitCode {
             eprintln!("listening on http://{addr}");
         }
     });
-    let app = move |scope, receive, send| probe::app(probe.clone(), scope, receive, send);
+    let app = probe::ProbeApp(probe);
     match bound.serve(app).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

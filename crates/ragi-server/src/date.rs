@@ -4,11 +4,17 @@ use std::cell::RefCell;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 thread_local! {
-    static CACHE: RefCell<(u64, [u8; 29])> = const { RefCell::new((u64::MAX, [0; 29])) };
+    /// The second it was formatted for, and the whole header line `date: …\r\n`.
+    static CACHE: RefCell<(u64, [u8; 37])> = const { RefCell::new((u64::MAX, [0; 37])) };
 }
 
 /// Calls `f` with the current IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`).
 pub(crate) fn with_date<R>(f: impl FnOnce(&[u8]) -> R) -> R {
+    with_date_line(|line| f(&line[6..35]))
+}
+
+/// Calls `f` with the whole header line, `date: Sun, 06 Nov 1994 08:49:37 GMT\r\n`.
+pub(crate) fn with_date_line<R>(f: impl FnOnce(&[u8]) -> R) -> R {
     let now = SystemTime::now();
     let secs = now
         .duration_since(UNIX_EPOCH)
@@ -19,7 +25,9 @@ pub(crate) fn with_date<R>(f: impl FnOnce(&[u8]) -> R) -> R {
         if c.0 != secs {
             let s = httpdate::fmt_http_date(now);
             let n = s.len().min(29);
-            c.1[..n].copy_from_slice(&s.as_bytes()[..n]);
+            c.1[..6].copy_from_slice(b"date: ");
+            c.1[6..6 + n].copy_from_slice(&s.as_bytes()[..n]);
+            c.1[35..37].copy_from_slice(b"\r\n");
             c.0 = secs;
         }
         f(&c.1)

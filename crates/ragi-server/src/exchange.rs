@@ -73,6 +73,7 @@ pub(crate) struct Exchange {
 
 impl Exchange {
     pub(crate) fn new(
+        out: OutQueue,
         conn: Arc<ConnShared>,
         control: ConnectionControl,
         enc: ResponseEncoder,
@@ -93,7 +94,7 @@ impl Exchange {
                 continue_wanted: false,
                 disconnect: None,
                 enc,
-                out: OutQueue::with_capacity(512),
+                out,
                 unflushed: 0,
                 app: None,
             }),

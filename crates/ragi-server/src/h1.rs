@@ -126,6 +126,8 @@ pub(crate) struct Driver {
     fin_sent: bool,
     linger_until: Option<Instant>,
     read_eof: bool,
+    /// An emptied output buffer from a finished exchange, handed to the next one.
+    spare_out: Option<OutQueue>,
     /// Readability was cleared while watching without reading, though bytes may be queued:
     /// the next time reading is allowed, read without waiting for an edge that may never come
     /// (the client is blocked on our full receive window).
@@ -172,6 +174,7 @@ impl Driver {
             fin_sent: false,
             linger_until: None,
             read_eof: false,
+            spare_out: None,
             readable_unknown: false,
             write_blocked: false,
             reason: None,
@@ -317,7 +320,17 @@ impl Driver {
                 if self.rbuf.capacity() - self.rbuf.len() < 4096 {
                     self.rbuf.reserve(16 * 1024);
                 }
-                self.io.try_read_buf(&mut self.rbuf)
+                let room = self.rbuf.capacity() - self.rbuf.len();
+                let r = self.io.try_read_buf(&mut self.rbuf);
+                if matches!(r, Ok(n) if n > 0 && n < room) {
+                    // A short read drained the kernel's buffer: clear readiness now rather
+                    // than pay a `recv` that says EAGAIN (tokio's own `poll_read` does this).
+                    // A new edge that arrived meanwhile is not lost (tokio checks its tick).
+                    let _ = self.io.try_io(Interest::READABLE, || {
+                        Err::<(), _>(io::ErrorKind::WouldBlock.into())
+                    });
+                }
+                r
             };
             tracing::trace!(conn = %self.conn.id, ?ready, result = ?r.as_ref().map_err(|e| e.kind()), "read");
             match r {
@@ -631,7 +644,10 @@ impl Driver {
             BodyFraming::Length(n) => BodyDecoder::length(n),
             BodyFraming::Chunked => BodyDecoder::chunked(),
         };
+        let out =
+            std::mem::take(&mut self.spare_out).unwrap_or_else(|| OutQueue::with_capacity(512));
         let ex = Exchange::new(
+            out,
             self.conn.clone(),
             control,
             enc,
@@ -762,6 +778,10 @@ impl Driver {
         if st.enc.is_done() {
             let close = st.enc.will_close();
             let continue_pending = st.expect_continue;
+            if st.out.is_empty() && self.spare_out.is_none() {
+                // The response is fully queued: its buffer serves the next exchange.
+                self.spare_out = Some(std::mem::take(&mut st.out));
+            }
             if let Some(AppOutcome::Failed(e)) = &st.app {
                 tracing::warn!(conn = %self.conn.id, error = %e, "app failed after its response completed");
             }

@@ -34,6 +34,7 @@ pub mod lifecycle;
 mod lifespan;
 mod proto;
 mod server;
+pub mod tls;
 
 pub use config::{AccessLogFormat, Config};
 pub use error::Error;

@@ -152,7 +152,7 @@ pub(crate) fn parse_head(buf: &mut BytesMut, limits: &HeadLimits) -> Parsed {
     // head, to be sliced once it is split off.
     let base = buf.as_ptr() as usize;
     let offset = |s: &[u8]| s.as_ptr() as usize - base;
-    let mut spans: Vec<(u32, u16, u32, u32)> = Vec::with_capacity(req.headers.len());
+    let mut spans = Spans::default();
     let mut content_length: Option<u64> = None;
     let mut transfer_encoding: Vec<&[u8]> = Vec::new();
     let mut host_count = 0usize;
@@ -255,9 +255,11 @@ pub(crate) fn parse_head(buf: &mut BytesMut, limits: &HeadLimits) -> Parsed {
     let head_bytes = buf.split_to(head_len).freeze();
     let request_line = head_bytes.slice(..line_stop);
     let mut headers = Headers::with_capacity(spans.len());
-    for &(no, nl, vo, vl) in &spans {
+    for (no, nl, vo, vl) in spans.iter() {
         let name = &head_bytes[no as usize..no as usize + nl as usize];
-        let name = if name.iter().any(u8::is_ascii_uppercase) {
+        let name = if let Some(known) = well_known_name(name) {
+            known
+        } else if name.iter().any(u8::is_ascii_uppercase) {
             Bytes::from(name.to_ascii_lowercase())
         } else {
             head_bytes.slice(no as usize..no as usize + nl as usize)
@@ -288,6 +290,62 @@ pub(crate) fn parse_head(buf: &mut BytesMut, limits: &HeadLimits) -> Parsed {
         request_line,
     };
     Parsed::Complete(head)
+}
+
+type Span = (u32, u16, u32, u32);
+
+/// Header offsets: on the stack for the usual handful of fields, on the heap beyond.
+#[derive(Default)]
+struct Spans {
+    inline: [Span; 16],
+    len: usize,
+    more: Vec<Span>,
+}
+
+impl Spans {
+    fn push(&mut self, s: Span) {
+        if self.len < self.inline.len() {
+            self.inline[self.len] = s;
+        } else {
+            self.more.push(s);
+        }
+        self.len += 1;
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn iter(&self) -> impl Iterator<Item = Span> + '_ {
+        self.inline[..self.len.min(16)]
+            .iter()
+            .chain(self.more.iter())
+            .copied()
+    }
+}
+
+/// Common header names as static lower-case bytes (no allocation for `Host:` and friends).
+fn well_known_name(name: &[u8]) -> Option<Bytes> {
+    const NAMES: [&str; 14] = [
+        "host",
+        "user-agent",
+        "accept",
+        "accept-encoding",
+        "accept-language",
+        "connection",
+        "content-length",
+        "content-type",
+        "cookie",
+        "referer",
+        "transfer-encoding",
+        "cache-control",
+        "upgrade",
+        "authorization",
+    ];
+    NAMES
+        .iter()
+        .find(|n| n.len() == name.len() && n.as_bytes().eq_ignore_ascii_case(name))
+        .map(|n| Bytes::from_static(n.as_bytes()))
 }
 
 fn memchr_nl(buf: &[u8]) -> Option<usize> {
@@ -327,6 +385,25 @@ fn is_known_coding(c: &[u8]) -> bool {
     .any(|k| c.eq_ignore_ascii_case(k.as_bytes()))
 }
 
+const fn reg_name_table() -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = (i as u8).is_ascii_alphanumeric();
+        i += 1;
+    }
+    let extra = b"-._~!$&'()*+,;=%";
+    let mut j = 0;
+    while j < extra.len() {
+        t[extra[j] as usize] = true;
+        j += 1;
+    }
+    t
+}
+
+/// Bytes allowed in a reg-name host (unreserved, sub-delims, `%`).
+static REG_NAME: [bool; 256] = reg_name_table();
+
 /// `uri-host [ ":" port ]`: a reg-name, IPv4 or bracketed IP literal, then digits.
 fn valid_host(v: &[u8]) -> bool {
     if v.is_empty() {
@@ -352,10 +429,7 @@ fn valid_host(v: &[u8]) -> bool {
         }
     };
     let port_ok = port.is_empty() || (port[0] == b':' && port[1..].iter().all(u8::is_ascii_digit));
-    let host_ok = host.first() == Some(&b'[')
-        || host
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b));
+    let host_ok = host.first() == Some(&b'[') || host.iter().all(|&b| REG_NAME[b as usize]);
     port_ok && host_ok
 }
 

@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use bytes::{BufMut, Bytes, BytesMut};
 use ragi::{Headers, HttpVersion, SendError};
 
-use crate::date::with_date;
+use crate::date::{with_date, with_date_line};
 
 /// Bytes waiting to be written, in order: small pieces are copied together, large ones are kept
 /// as they are (written with `writev`).
@@ -418,19 +418,24 @@ impl ResponseEncoder {
         };
         let trailers = trailers && framing == Framing::Chunked;
 
-        out.put_slice(b"HTTP/1.1 ");
-        let mut code = [0u8; 3];
-        code[0] = b'0' + (status / 100 % 10) as u8;
-        code[1] = b'0' + (status / 10 % 10) as u8;
-        code[2] = b'0' + (status % 10) as u8;
-        out.put_slice(&code);
-        out.put_slice(b" ");
-        let reason = http::StatusCode::from_u16(status)
-            .ok()
-            .and_then(|s| s.canonical_reason())
-            .unwrap_or("Unknown");
-        out.put_slice(reason.as_bytes());
-        out.put_slice(b"\r\n");
+        if status == 200 {
+            out.put_slice(b"HTTP/1.1 200 OK\r\n");
+        } else {
+            let reason = http::StatusCode::from_u16(status)
+                .ok()
+                .and_then(|s| s.canonical_reason())
+                .unwrap_or("Unknown");
+            let code = [
+                b'0' + (status / 100 % 10) as u8,
+                b'0' + (status / 10 % 10) as u8,
+                b'0' + (status % 10) as u8,
+            ];
+            out.put_slice(b"HTTP/1.1 ");
+            out.put_slice(&code);
+            out.put_slice(b" ");
+            out.put_slice(reason.as_bytes());
+            out.put_slice(b"\r\n");
+        }
         let mut has_date = false;
         let mut has_server = false;
         for (n, v) in headers.iter() {
@@ -454,11 +459,7 @@ impl ResponseEncoder {
             out.put_slice(b"\r\n");
         }
         if !has_date {
-            with_date(|d| {
-                out.put_slice(b"date: ");
-                out.put_slice(d);
-                out.put_slice(b"\r\n");
-            });
+            with_date_line(|line| out.put_slice(line));
         }
         if let (false, Some(s)) = (has_server, &self.ctx.server_header) {
             out.put_slice(b"server: ");
