@@ -354,6 +354,16 @@ fn max_connections_gives_503_with_retry_after() {
     let a_peer = a.local();
     a.shutdown_write();
     let _ = a.expect_close(Duration::from_secs(3));
+    let r = poll_until(Duration::from_secs(3), "a slot to free up", || {
+        let mut d = s.connect();
+        let _ = d.try_send(get_req(&h, "/", "Connection: close\r\n").as_bytes());
+        let r = d
+            .read_response_timeout(false, Duration::from_secs(2))
+            .ok()?;
+        (r.status == 200).then_some(r)
+    });
+    assert_eq!(r.body, b"Hello, World!");
+    // Only now is there a slot for the observer's own connections to /connections.
     let closed = s.wait_closed(&a_peer, Duration::from_secs(3));
     assert_eq!(
         closed.reason.as_deref(),
@@ -364,14 +374,5 @@ fn max_connections_gives_503_with_retry_after() {
         "notices for the rejected connection {c_peer}: {:?}",
         s.notices_for(&c_peer)
     );
-    let r = poll_until(Duration::from_secs(3), "a slot to free up", || {
-        let mut d = s.connect();
-        let _ = d.try_send(get_req(&h, "/", "Connection: close\r\n").as_bytes());
-        let r = d
-            .read_response_timeout(false, Duration::from_secs(2))
-            .ok()?;
-        (r.status == 200).then_some(r)
-    });
-    assert_eq!(r.body, b"Hello, World!");
     drop(b);
 }

@@ -606,7 +606,9 @@ impl Driver {
             Parsed::Partial => false,
             Parsed::Error(e) => {
                 tracing::debug!(conn = %self.conn.id, status = e.status, why = e.why, "bad request");
-                self.server_response(e.status, b"", false);
+                // A response to HEAD has no body, even an error response.
+                let head = self.rbuf.starts_with(b"HEAD ");
+                self.server_response(e.status, b"", head);
                 self.close_after_flush(Some(DisconnectReason::ProtocolError));
                 true
             }

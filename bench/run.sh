@@ -1,0 +1,606 @@
+#!/usr/bin/env bash
+# ragi benchmark harness: ragi vs bare hyper vs bare actix-web.
+#
+#   bash bench/run.sh                       # everything, 3 rounds x 8 s
+#   SERVERS="hyper actix" ROUNDS=1 DURATION=3s bash bench/run.sh
+#
+# See bench/README.md for what is measured and how. Environment knobs:
+#   SERVERS       servers to run, subset of "ragi hyper actix" (default all)
+#   WORKLOADS     subset of "A B" (A = plain keep-alive, B = 8-deep pipeline;
+#                 "plain"/"pipeline" are accepted too) (default "A B")
+#   ROUNDS        interleaved rounds; medians are reported (default 3)
+#   DURATION      wrk duration per measured run (default 8s)
+#   WARMUP        unmeasured wrk run before each server's round, 0 = off (default 1s)
+#   CONNECTIONS   wrk connections (default 64)
+#   PIPELINE      pipeline depth for workload B (default 8)
+#   IDLE_CONNS    idle keep-alive connections for the memory test, 0 = skip (default 10000)
+#   IDLE_HOLD     seconds to hold them before reading RSS (default 2)
+#   SERVER_CPU    CPU the servers are pinned to (default 0)
+#   CLIENT_CPU    CPU wrk / the idle client are pinned to (default 1)
+#   RAGI_ARGS     extra arguments for `ragi probe` (default none)
+#   RAGI_BIN      ragi binary to run (default target/release/ragi; when set,
+#                 ragi is not built)
+#   RAGI_LIFECYCLE=1  keep the probe's lifecycle listener (default: ragi runs
+#                 with --no-lifecycle when it has that flag; the baselines have
+#                 no such listener)
+#   QUIET_WAIT    before each measurement, wait up to this many seconds for
+#                 other processes to go quiet (default 60, 0 = don't wait)
+#   SKIP_BUILD=1  use the existing binaries, do not run cargo
+#   FOREIGN_WARN  flag a run when other processes use more than this % of a core (default 10)
+#   OUT_DIR       where raw wrk outputs and server logs go
+#                 (default bench/target/results/<timestamp>)
+set -euo pipefail
+
+BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT_DIR="$(cd "$BENCH_DIR/.." && pwd)"
+
+SERVERS="${SERVERS:-ragi hyper actix}"
+WORKLOADS="${WORKLOADS:-A B}"
+ROUNDS="${ROUNDS:-3}"
+DURATION="${DURATION:-8s}"
+WARMUP="${WARMUP:-1s}"
+CONNECTIONS="${CONNECTIONS:-64}"
+PIPELINE="${PIPELINE:-8}"
+IDLE_CONNS="${IDLE_CONNS:-10000}"
+IDLE_HOLD="${IDLE_HOLD:-2}"
+SERVER_CPU="${SERVER_CPU:-0}"
+CLIENT_CPU="${CLIENT_CPU:-1}"
+RAGI_ARGS="${RAGI_ARGS:-}"
+RAGI_LIFECYCLE="${RAGI_LIFECYCLE:-0}"
+QUIET_WAIT="${QUIET_WAIT:-60}"
+SKIP_BUILD="${SKIP_BUILD:-0}"
+OUT_DIR="${OUT_DIR:-$BENCH_DIR/target/results/$(date +%Y%m%d-%H%M%S)}"
+
+RAGI_BIN_SET="${RAGI_BIN:+1}"
+RAGI_BIN="${RAGI_BIN:-$ROOT_DIR/target/release/ragi}"
+HYPER_BIN="$BENCH_DIR/target/release/hyper-hello"
+ACTIX_BIN="$BENCH_DIR/target/release/actix-hello"
+
+FOREIGN_WARN="${FOREIGN_WARN:-10}"  # warn when other processes use more than this % of a core
+READY_TIMEOUT=20      # seconds to wait for a server to print its address and answer
+IDLE_TIMEOUT=300      # seconds to wait for the idle client to open its connections
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+die() { printf '[bench] ERROR: %s\n' "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------- validation
+for s in $SERVERS; do
+    case "$s" in ragi|hyper|actix) ;; *) die "unknown server '$s' in SERVERS (want: ragi hyper actix)";; esac
+done
+WL_LIST=""
+for w in $WORKLOADS; do
+    case "$w" in
+        A|a|plain) WL_LIST="$WL_LIST A" ;;
+        B|b|pipeline|pipelined) WL_LIST="$WL_LIST B" ;;
+        *) die "unknown workload '$w' in WORKLOADS (want: A B)" ;;
+    esac
+done
+[[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer, got '$ROUNDS'"
+[[ "$QUIET_WAIT" =~ ^[0-9]+$ ]] || die "QUIET_WAIT must be an integer, got '$QUIET_WAIT'"
+[[ "$FOREIGN_WARN" =~ ^[0-9]+$ ]] || die "FOREIGN_WARN must be an integer, got '$FOREIGN_WARN'"
+[[ "$IDLE_CONNS" =~ ^[0-9]+$ ]] || die "IDLE_CONNS must be an integer, got '$IDLE_CONNS'"
+[[ "$DURATION" =~ ^[0-9]+(\.[0-9]+)?[smh]?$ ]] || die "DURATION must look like 8s / 30 / 1m, got '$DURATION'"
+[[ "$WARMUP" =~ ^[0-9]+(\.[0-9]+)?[smh]?$ ]] || die "WARMUP must look like 1s / 0, got '$WARMUP'"
+[[ -n "$SERVERS" ]] || die "SERVERS is empty"
+
+# ---------------------------------------------------------------- cleanup
+declare -a STARTED_PIDS=()
+cleanup() {
+    local pid
+    for pid in "${STARTED_PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${STARTED_PIDS[@]}"; do
+        for _ in $(seq 1 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    STARTED_PIDS=()
+}
+trap cleanup EXIT
+trap 'log "interrupted"; exit 130' INT TERM
+
+forget_pid() {
+    local pid="$1" p
+    local -a keep=()
+    for p in "${STARTED_PIDS[@]}"; do [[ "$p" == "$pid" ]] || keep+=("$p"); done
+    STARTED_PIDS=("${keep[@]+"${keep[@]}"}")
+}
+
+# Stop one process we started: TERM, bounded wait, then KILL.
+stop_pid() {
+    local pid="$1"
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    forget_pid "$pid"
+}
+
+# ---------------------------------------------------------------- tools
+need_tools() {
+    local missing=()
+    command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+    command -v taskset >/dev/null 2>&1 || missing+=(util-linux)
+    if ((${#missing[@]})); then
+        log "installing ${missing[*]} with apt-get"
+        [[ $(id -u) -eq 0 ]] || die "need root to apt-get install ${missing[*]} (or install them yourself)"
+        apt-get update -qq || die "apt-get update failed"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null \
+            || die "apt-get install ${missing[*]} failed"
+    fi
+    command -v wrk >/dev/null 2>&1 || die "wrk still not found after install"
+    command -v python3 >/dev/null 2>&1 || die "python3 is required (for the idle-connection client and the report)"
+    command -v getconf >/dev/null 2>&1 || die "getconf is required"
+}
+
+# ---------------------------------------------------------------- build
+build_all() {
+    if [[ "$SKIP_BUILD" == 1 ]]; then
+        log "SKIP_BUILD=1: using existing binaries"
+    else
+        if [[ " $SERVERS " == *" ragi "* && "$RAGI_BIN" != "$ROOT_DIR/target/release/ragi" ]]; then
+            log "RAGI_BIN=$RAGI_BIN: not building ragi"
+        elif [[ " $SERVERS " == *" ragi "* ]]; then
+            log "building ragi (cargo build --release -p ragi-cli in $ROOT_DIR)"
+            if ! (cd "$ROOT_DIR" && cargo build --release -p ragi-cli) >"$OUT_DIR/build-ragi.log" 2>&1; then
+                tail -n 30 "$OUT_DIR/build-ragi.log" >&2
+                die "building ragi failed; full log: $OUT_DIR/build-ragi.log"
+            fi
+        fi
+        if [[ " $SERVERS " == *" hyper "* || " $SERVERS " == *" actix "* ]]; then
+            log "building baselines (cargo build --release in $BENCH_DIR)"
+            if ! (cd "$BENCH_DIR" && cargo build --release) >"$OUT_DIR/build-baselines.log" 2>&1; then
+                tail -n 30 "$OUT_DIR/build-baselines.log" >&2
+                die "building the baselines failed; full log: $OUT_DIR/build-baselines.log"
+            fi
+        fi
+    fi
+    local s bin
+    for s in $SERVERS; do
+        bin="$(server_bin "$s")"
+        [[ -x "$bin" ]] || die "binary for $s not found at $bin"
+    done
+    RAGI_HAS_NO_LIFECYCLE=0
+    if [[ " $SERVERS " == *" ragi "* ]]; then
+        local help
+        help="$(timeout 10 "$RAGI_BIN" probe --help 2>/dev/null || true)"
+        if [[ "$help" == *--no-lifecycle* ]]; then RAGI_HAS_NO_LIFECYCLE=1; fi
+    fi
+}
+
+# Wait (at most QUIET_WAIT s) until processes other than ours use less than
+# FOREIGN_WARN % of a core, sampled over 1 s. $1 = a pid whose CPU to ignore
+# (the idle server under test).
+wait_quiet() {
+    ((QUIET_WAIT > 0)) || return 0
+    local deadline=$((SECONDS + QUIET_WAIT)) m0 m1 s0 s1 w0 w1 pct said=0
+    while :; do
+        w0="$EPOCHREALTIME"; m0="$(machine_busy_ticks)"; s0="$(cpu_ticks "$1")"
+        sleep 1
+        m1="$(machine_busy_ticks)"; s1="$(cpu_ticks "$1")"; w1="$EPOCHREALTIME"
+        pct="$(awk -v m="$((m1 - m0 - (s1 - s0)))" -v c="$CLK" -v a="$w0" -v b="$w1" \
+            'BEGIN { f = m / c / (b - a) * 100; if (f < 0) f = 0; printf "%d", f + 0.5 }')"
+        ((pct <= FOREIGN_WARN)) && return 0
+        if ((SECONDS >= deadline)); then
+            log "  machine still busy (${pct}% of a core used by other processes); measuring anyway"
+            return 0
+        fi
+        if ((!said)); then
+            log "  other processes use ${pct}% of a core; waiting up to ${QUIET_WAIT}s for quiet"
+            said=1
+        fi
+    done
+}
+
+server_bin() {
+    case "$1" in
+        ragi) echo "$RAGI_BIN" ;;
+        hyper) echo "$HYPER_BIN" ;;
+        actix) echo "$ACTIX_BIN" ;;
+    esac
+}
+
+# ---------------------------------------------------------------- servers
+SERVER_PID=""
+SERVER_PORT=""
+
+# start_server NAME MODE LOGFILE   (MODE: load | idle)
+# Sets SERVER_PID and SERVER_PORT. The server binds port 0 and we read the
+# real address from its "listening on http://ADDR" line.
+start_server() {
+    local name="$1" mode="$2" logf="$3" bin
+    bin="$(server_bin "$name")"
+    local -a cmd
+    case "$name" in
+        ragi)
+            cmd=("$bin" probe --listen 127.0.0.1:0)
+            if [[ "$mode" == idle ]]; then
+                cmd+=(--max-connections $((IDLE_CONNS * 2 > 20000 ? IDLE_CONNS * 2 : 20000))
+                      --idle-timeout 0 --keepalive-timeout 0)
+            fi
+            if [[ "$RAGI_LIFECYCLE" != 1 && "$RAGI_HAS_NO_LIFECYCLE" == 1 ]]; then
+                cmd+=(--no-lifecycle)
+            fi
+            if [[ -n "$RAGI_ARGS" ]]; then
+                # shellcheck disable=SC2206
+                cmd+=($RAGI_ARGS)
+            fi
+            ;;
+        hyper|actix)
+            cmd=("$bin" --listen 127.0.0.1:0)
+            ;;
+    esac
+    echo "+ taskset -c $SERVER_CPU ${cmd[*]}" >"$logf"
+    # taskset execs the server, so $! is the server's own pid.
+    taskset -c "$SERVER_CPU" "${cmd[@]}" >>"$logf" 2>&1 </dev/null &
+    SERVER_PID=$!
+    STARTED_PIDS+=("$SERVER_PID")
+
+    local deadline=$((SECONDS + READY_TIMEOUT)) addr=""
+    SERVER_PORT=""
+    while ((SECONDS < deadline)); do
+        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+            tail -n 20 "$logf" >&2
+            die "$name exited before it was ready (log: $logf)"
+        fi
+        addr="$(grep -m1 -o 'listening on http://[^ ]*' "$logf" 2>/dev/null | sed 's#listening on http://##' || true)"
+        if [[ -n "$addr" ]]; then
+            SERVER_PORT="${addr##*:}"
+            SERVER_PORT="${SERVER_PORT%%/*}"
+            break
+        fi
+        sleep 0.05
+    done
+    [[ -n "$SERVER_PORT" ]] || { tail -n 20 "$logf" >&2; die "$name did not print 'listening on http://ADDR' within ${READY_TIMEOUT}s (log: $logf)"; }
+
+    while ((SECONDS < deadline)); do
+        if http_ok "$SERVER_PORT"; then
+            return 0
+        fi
+        kill -0 "$SERVER_PID" 2>/dev/null || { tail -n 20 "$logf" >&2; die "$name died while starting (log: $logf)"; }
+        sleep 0.1
+    done
+    tail -n 20 "$logf" >&2
+    die "$name on port $SERVER_PORT did not answer GET / with 200 within ${READY_TIMEOUT}s (log: $logf)"
+}
+
+# One GET / over bash's /dev/tcp, bounded by `timeout`; true on a 200.
+http_ok() {
+    local port="$1" line
+    # shellcheck disable=SC2016  # $1 expands in the inner bash
+    line="$(timeout 2 bash -c '
+        exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+        printf "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" >&3
+        head -n1 <&3' _ "$port" 2>/dev/null || true)"
+    [[ "$line" == "HTTP/1."[01]" 200"* ]]
+}
+
+# The server's pid plus all its descendants (in case a server forks worker
+# processes; for threads nothing extra is needed, /proc/PID/stat covers them).
+proc_tree() {
+    local -a todo=("$1") tree=()
+    local p
+    while ((${#todo[@]})); do
+        p="${todo[0]}"; todo=("${todo[@]:1}")
+        tree+=("$p")
+        # shellcheck disable=SC2207
+        todo+=($(pgrep -P "$p" 2>/dev/null || true))
+    done
+    echo "${tree[@]}"
+}
+
+# utime+stime of the server (all threads, and any child processes), in clock
+# ticks: fields 14 and 15 of stat(5).
+cpu_ticks() {
+    local total=0 p stat rest
+    local -a f
+    for p in $(proc_tree "$1"); do
+        stat="$(cat /proc/"$p"/stat 2>/dev/null)" || continue
+        rest="${stat##*) }"           # drop "pid (comm) ", comm may contain spaces
+        read -r -a f <<<"$rest"
+        total=$((total + f[11] + f[12]))
+    done
+    [[ -r /proc/$1/stat ]] || die "server pid $1 is gone (it died during the run?)"
+    echo "$total"
+}
+
+# VmRSS in KiB, summed over the server's process tree.
+rss_kib() {
+    local total=0 p v
+    for p in $(proc_tree "$1"); do
+        v="$(awk '/^VmRSS:/ {print $2}' /proc/"$p"/status 2>/dev/null || true)"
+        total=$((total + ${v:-0}))
+    done
+    echo "$total"
+}
+
+# Busy ticks of the whole machine (all CPUs, steal included) from /proc/stat.
+machine_busy_ticks() {
+    awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat
+}
+
+# Sets CHILD_TICKS to the CPU ticks used so far by this shell's reaped
+# children (wrk among them). Call it directly, not in $(...): `times` in a
+# subshell would only see the subshell's own children.
+CHILD_TICKS=0
+children_ticks() {
+    times >"$OUT_DIR/.times"
+    CHILD_TICKS="$(awk -v clk="$CLK" 'NR == 2 {
+        t = 0
+        for (i = 1; i <= 2; i++) { split($i, a, "m"); sub(/s$/, "", a[2]); t += a[1] * 60 + a[2] }
+        printf "%d\n", t * clk + 0.5
+    }' "$OUT_DIR/.times")"
+}
+
+# ---------------------------------------------------------------- wrk
+# run_wrk WORKLOAD PORT DURATION OUTFILE
+run_wrk() {
+    local wl="$1" port="$2" dur="$3" out="$4"
+    local -a cmd=(wrk -t1 "-c$CONNECTIONS" "-d$dur" --latency)
+    if [[ "$wl" == B ]]; then
+        cmd+=(-s "$BENCH_DIR/pipeline.lua" "http://127.0.0.1:$port/" -- "$PIPELINE")
+    else
+        cmd+=("http://127.0.0.1:$port/")
+    fi
+    echo "+ taskset -c $CLIENT_CPU ${cmd[*]}" >"$out"
+    # wrk normally ends on its own; the outer timeout is only a safety net.
+    # pipeline.lua's done() needs these to undo wrk's latency correction.
+    if ! WRK_CONNECTIONS="$CONNECTIONS" WRK_PIPELINE_DEPTH="$PIPELINE" \
+        timeout --kill-after=5 "$(($(dur_to_sec "$dur") + 30))" \
+        taskset -c "$CLIENT_CPU" "${cmd[@]}" >>"$out" 2>&1; then
+        cat "$out" >&2
+        die "wrk failed (output: $out)"
+    fi
+}
+
+# wrk-style duration (8, 8s, 2m, 1h) -> whole seconds, rounded up.
+dur_to_sec() {
+    awk -v d="$1" 'BEGIN {
+        n = d; sub(/[smh]$/, "", n); u = substr(d, length(d))
+        m = (u == "m") ? 60 : (u == "h") ? 3600 : 1
+        s = n * m; printf "%d\n", (s == int(s)) ? s : int(s) + 1
+    }'
+}
+
+# Parse wrk output: prints "requests req_per_sec p99_ms errors non2xx".
+# For pipelined runs wrk's own percentiles are wrong (see pipeline.lua), so
+# the p99 comes from the "pipeline-latency:" line that pipeline.lua prints.
+parse_wrk() {
+    awk '
+        function to_ms(v,   n, u) {
+            n = v; sub(/[a-z]+$/, "", n); u = v; sub(/^[0-9.]+/, "", u)
+            if (u == "us") return n / 1000
+            if (u == "ms") return n
+            if (u == "s")  return n * 1000
+            if (u == "m")  return n * 60000
+            return -1
+        }
+        /Latency Distribution/ { indist = 1; next }
+        indist && $1 == "99%" { p99 = to_ms($2); indist = 0 }
+        / requests in / { reqs = $1 }
+        /^Requests\/sec:/ { rps = $2 }
+        /Socket errors:/ {
+            gsub(/,/, ""); errs = $4 + $6 + $8 + $10
+        }
+        /Non-2xx or 3xx responses:/ { non2xx = $NF }
+        /^pipeline-latency:/ {
+            for (i = 2; i < NF; i++) if ($i == "p99_us") pp99 = $(i + 1) / 1000
+        }
+        END {
+            if (pp99 != "") p99 = pp99
+            if (reqs == "" || rps == "" || p99 == "") exit 1
+            printf "%s %s %s %d %d\n", reqs, rps, p99, errs, non2xx
+        }' "$1"
+}
+
+# ---------------------------------------------------------------- load test
+RESULTS=""
+load_tests() {
+    RESULTS="$OUT_DIR/results.tsv"
+    printf 'round\tworkload\tserver\trequests\treq_s\tp99_ms\tcpu_us_req\terrors\tnon2xx\tserver_busy_pct\tforeign_pct\n' >"$RESULTS"
+    local round s wl
+    for round in $(seq 1 "$ROUNDS"); do
+        for s in $SERVERS; do
+            start_server "$s" load "$OUT_DIR/server-$s-r$round.log"
+            log "round $round/$ROUNDS: $s (pid $SERVER_PID, port $SERVER_PORT)"
+            if [[ "$WARMUP" != 0 && "$WARMUP" != 0s ]]; then
+                for wl in $WL_LIST; do
+                    run_wrk "$wl" "$SERVER_PORT" "$WARMUP" "$OUT_DIR/wrk-$s-$wl-r$round-warmup.txt"
+                done
+            fi
+            for wl in $WL_LIST; do
+                local out="$OUT_DIR/wrk-$s-$wl-r$round.txt" t0 t1 parsed
+                local m0 m1 c0 c1 w0 w1
+                wait_quiet "$SERVER_PID"
+                w0="$EPOCHREALTIME"; m0="$(machine_busy_ticks)"; children_ticks; c0="$CHILD_TICKS"
+                t0="$(cpu_ticks "$SERVER_PID")"
+                run_wrk "$wl" "$SERVER_PORT" "$DURATION" "$out"
+                t1="$(cpu_ticks "$SERVER_PID")"
+                m1="$(machine_busy_ticks)"; children_ticks; c1="$CHILD_TICKS"; w1="$EPOCHREALTIME"
+                parsed="$(parse_wrk "$out")" || { cat "$out" >&2; die "cannot parse wrk output $out"; }
+                local reqs rps p99 errs non2xx cpu_us
+                read -r reqs rps p99 errs non2xx <<<"$parsed"
+                ((reqs > 0)) || die "wrk reported 0 requests against $s (see $out)"
+                cpu_us="$(awk -v d="$((t1 - t0))" -v c="$CLK" -v r="$reqs" 'BEGIN { printf "%.3f", d * 1e6 / c / r }')"
+                # Server busy % of its core, and CPU used by anything that is
+                # neither the server nor wrk ("foreign"), in % of one core.
+                local busy foreign
+                busy="$(awk -v d="$((t1 - t0))" -v c="$CLK" -v w="$(awk -v a="$w0" -v b="$w1" 'BEGIN { print b - a }')" \
+                    'BEGIN { printf "%.0f", d / c / w * 100 }')"
+                foreign="$(awk -v m="$((m1 - m0 - (t1 - t0) - (c1 - c0)))" -v c="$CLK" -v a="$w0" -v b="$w1" \
+                    'BEGIN { f = m / c / (b - a) * 100; if (f < 0) f = 0; printf "%.0f", f }')"
+                printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+                    "$round" "$wl" "$s" "$reqs" "$rps" "$p99" "$cpu_us" "$errs" "$non2xx" "$busy" "$foreign" >>"$RESULTS"
+                log "  $wl: $rps req/s, p99 ${p99} ms, ${cpu_us} µs CPU/req ($((t1 - t0)) ticks / $reqs req, server ${busy}% busy, other processes ${foreign}% of a core)$( ((errs + non2xx)) && echo ", ERRORS: $errs socket, $non2xx non-2xx")"
+                if ((foreign > FOREIGN_WARN)); then
+                    log "  WARNING: other processes used ${foreign}% of a core during this run; its figures are unreliable"
+                fi
+            done
+            stop_pid "$SERVER_PID"
+        done
+    done
+}
+
+report_load() {
+    python3 - "$RESULTS" "$PIPELINE" "$FOREIGN_WARN" <<'PY'
+import csv, statistics, sys
+rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
+names = {"A": "A plain keep-alive", "B": "B pipelined x" + sys.argv[2]}
+order_wl, order_s, agg = [], [], {}
+for r in rows:
+    wl, s = r["workload"], r["server"]
+    if wl not in order_wl: order_wl.append(wl)
+    if s not in order_s: order_s.append(s)
+    a = agg.setdefault((wl, s), {"rps": [], "p99": [], "cpu": [], "err": 0, "noisy": 0})
+    if float(r["foreign_pct"]) > float(sys.argv[3]): a["noisy"] += 1
+    a["rps"].append(float(r["req_s"])); a["p99"].append(float(r["p99_ms"]))
+    a["cpu"].append(float(r["cpu_us_req"])); a["err"] += int(r["errors"]) + int(r["non2xx"])
+med = statistics.median
+hdr = ["workload", "server", "req/s", "p99 ms", "CPU µs/req", "req/s vs hyper", "CPU vs hyper"]
+out = []
+for wl in order_wl:
+    base = agg.get((wl, "hyper"))
+    for s in order_s:
+        a = agg.get((wl, s))
+        if not a: continue
+        rps, p99, cpu = med(a["rps"]), med(a["p99"]), med(a["cpu"])
+        if base:
+            rr = f"{rps / med(base['rps']):.2f}x"
+            cr = f"{cpu / med(base['cpu']):.2f}x"
+        else:
+            rr = cr = "-"
+        flag = (" (!errors)" if a["err"] else "") + (" (!noisy)" if a["noisy"] else "")
+        out.append([names.get(wl, wl), s + flag, f"{rps:,.0f}", f"{p99:.2f}", f"{cpu:.2f}", rr, cr])
+w = [max(len(h), *(len(r[i]) for r in out)) for i, h in enumerate(hdr)]
+line = lambda c: "| " + " | ".join(x.ljust(w[i]) if i < 2 else x.rjust(w[i]) for i, x in enumerate(c)) + " |"
+print(line(hdr))
+print("|" + "|".join("-" * (x + 2) for x in w) + "|")
+for r in out: print(line(r))
+n = len({r["round"] for r in rows})
+print(f"\nmedians of {n} round(s); ratios: req/s higher is better, CPU lower is better; "
+      "'(!errors)' = wrk saw socket errors or non-2xx responses; "
+      f"'(!noisy)' = in some round other processes used more than {sys.argv[3]}% of a core")
+print("p99: wrk's --latency 99% (A); for B the per-batch p99 that pipeline.lua recomputes, "
+      "because wrk's own pipelined percentiles are broken")
+PY
+}
+
+# ---------------------------------------------------------------- idle conns
+IDLE_RESULTS=""
+idle_test() {
+    IDLE_RESULTS="$OUT_DIR/idle.tsv"
+    printf 'server\tconns\talive\tfds\trss_before_kib\trss_after_kib\tkib_per_conn\n' >"$IDLE_RESULTS"
+    local s
+    for s in $SERVERS; do
+        start_server "$s" idle "$OUT_DIR/server-$s-idle.log"
+        log "idle: $s (pid $SERVER_PID, port $SERVER_PORT), opening $IDLE_CONNS connections"
+        sleep 0.5
+        local before after ready="$OUT_DIR/idle-$s.ready" cout="$OUT_DIR/idle-$s.out" cpid
+        wait_quiet "$SERVER_PID"
+        before="$(rss_kib "$SERVER_PID")"
+        rm -f "$ready"
+        taskset -c "$CLIENT_CPU" python3 "$BENCH_DIR/idle_conns.py" --port "$SERVER_PORT" \
+            -n "$IDLE_CONNS" --ready-file "$ready" --total-timeout "$IDLE_TIMEOUT" \
+            >"$cout" 2>&1 </dev/null &
+        cpid=$!
+        STARTED_PIDS+=("$cpid")
+        local deadline=$((SECONDS + IDLE_TIMEOUT + 10))
+        while [[ ! -s "$ready" ]]; do
+            kill -0 "$cpid" 2>/dev/null || { cat "$cout" >&2; die "idle client exited early against $s (output: $cout)"; }
+            ((SECONDS < deadline)) || die "idle client did not get ready within ${IDLE_TIMEOUT}s against $s"
+            sleep 0.2
+        done
+        local opened
+        opened="$(awk '{print $2}' "$ready")"
+        sleep "$IDLE_HOLD"
+        kill -0 "$SERVER_PID" 2>/dev/null || die "$s died while holding idle connections (log: $OUT_DIR/server-$s-idle.log)"
+        after="$(rss_kib "$SERVER_PID")"
+        local fds
+        local p
+        fds=0
+        for p in $(proc_tree "$SERVER_PID"); do
+            fds=$((fds + $(find /proc/"$p"/fd -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)))
+        done
+        stop_pid "$cpid"          # client prints how many were still open
+        local alive
+        alive="$(awk '/^alive / { split($2, a, "/"); print a[1] }' "$cout")"
+        alive="${alive:-?}"
+        stop_pid "$SERVER_PID"
+        local per
+        per="$(awk -v a="$after" -v b="$before" -v n="$opened" 'BEGIN { if (n > 0) printf "%.2f", (a - b) / n; else print "nan" }')"
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$s" "$opened" "$alive" "$fds" "$before" "$after" "$per" >>"$IDLE_RESULTS"
+        log "  $s: RSS $before -> $after KiB with $opened conns ($alive still open, $fds fds): $per KiB/conn"
+        [[ "$opened" == "$IDLE_CONNS" ]] || log "  WARNING: only $opened of $IDLE_CONNS connections could be opened to $s"
+        [[ "$alive" == "$opened" ]] || log "  WARNING: $s closed some idle connections during the measurement"
+    done
+}
+
+report_idle() {
+    python3 - "$IDLE_RESULTS" <<'PY'
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
+hdr = ["server", "conns open", "RSS before MiB", "RSS after MiB", "KiB/conn"]
+out = [[r["server"], f'{r["alive"]}/{r["conns"]}', f'{int(r["rss_before_kib"]) / 1024:.1f}',
+        f'{int(r["rss_after_kib"]) / 1024:.1f}', r["kib_per_conn"]] for r in rows]
+w = [max(len(h), *(len(r[i]) for r in out)) for i, h in enumerate(hdr)]
+line = lambda c: "| " + " | ".join(x.ljust(w[i]) if i < 1 else x.rjust(w[i]) for i, x in enumerate(c)) + " |"
+print(line(hdr))
+print("|" + "|".join("-" * (x + 2) for x in w) + "|")
+for r in out: print(line(r))
+PY
+}
+
+# ---------------------------------------------------------------- main
+mkdir -p "$OUT_DIR"
+need_tools
+CLK="$(getconf CLK_TCK)"
+
+# Servers and clients need many fds (10 000 idle connections + slack).
+want_fds=$((IDLE_CONNS + 4096)); ((want_fds < 65536)) && want_fds=65536
+ulimit -n "$want_fds" 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if (( $(ulimit -n) < IDLE_CONNS + 256 )); then
+    log "WARNING: fd limit is $(ulimit -n), too low for IDLE_CONNS=$IDLE_CONNS"
+fi
+
+build_all
+
+log "results and raw outputs: $OUT_DIR"
+if [[ -n "$WL_LIST" ]]; then
+    load_tests
+fi
+if ((IDLE_CONNS > 0)); then
+    idle_test
+fi
+
+echo
+echo "== ragi benchmark: wrk -t1 -c$CONNECTIONS -d$DURATION --latency, server on CPU $SERVER_CPU, wrk on CPU $CLIENT_CPU =="
+echo
+if [[ -n "$WL_LIST" ]]; then
+    report_load
+    echo
+fi
+if ((IDLE_CONNS > 0)); then
+    echo "== idle keep-alive connections: $IDLE_CONNS, RSS from /proc/PID/status VmRSS =="
+    echo
+    report_idle
+    echo
+fi
+echo "machine: nproc=$(nproc), kernel $(uname -sr), $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo 2>/dev/null || echo '?')"
+echo "tools:   $(wrk --version 2>&1 | head -n1 | awk '{print $1, $2}'), $(rustc --version 2>/dev/null || echo 'rustc ?'), $(python3 --version 2>&1)"
+if [[ " $SERVERS " == *" ragi "* ]]; then
+    if [[ "$RAGI_LIFECYCLE" != 1 && "$RAGI_HAS_NO_LIFECYCLE" == 1 ]]; then
+        echo "ragi:    $RAGI_BIN probe --no-lifecycle${RAGI_ARGS:+ $RAGI_ARGS} (probe's lifecycle listener off)"
+    else
+        echo "ragi:    $RAGI_BIN probe${RAGI_ARGS:+ $RAGI_ARGS} (probe's lifecycle listener on)"
+    fi
+fi
+echo "raw:     $OUT_DIR"
+# shellcheck disable=SC2016  # the single quotes are literal, for copy-paste
+echo "reproduce: cd $ROOT_DIR && SERVERS='$SERVERS' WORKLOADS='$WORKLOADS' ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP CONNECTIONS=$CONNECTIONS PIPELINE=$PIPELINE IDLE_CONNS=$IDLE_CONNS${RAGI_ARGS:+ RAGI_ARGS='$RAGI_ARGS'}$( [[ "$RAGI_LIFECYCLE" == 1 ]] && echo " RAGI_LIFECYCLE=1")${RAGI_BIN_SET:+ RAGI_BIN='$RAGI_BIN'} bash bench/run.sh"
