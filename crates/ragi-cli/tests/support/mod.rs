@@ -323,7 +323,14 @@ impl Server {
     }
 
     pub fn get_json_timeout(&self, path: &str, timeout: Duration) -> Value {
-        let r = self.get_timeout(path, timeout);
+        // An observer's request may meet a server at its --max-connections limit while a
+        // test connection's close is still being processed: retry a 503 within the timeout.
+        let deadline = Instant::now() + timeout;
+        let mut r = self.get_timeout(path, timeout);
+        while r.status == 503 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+            r = self.get_timeout(path, timeout);
+        }
         assert_eq!(r.status, 200, "GET {path} should be 200: {r}");
         serde_json::from_slice(&r.body)
             .unwrap_or_else(|e| panic!("GET {path}: body is not JSON ({e}): {r}"))
