@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use ragi_server::tls::{Alpn, ClientAuth, TlsOptions, TlsSettings};
 use ragi_server::{AccessLogFormat, Config, Server};
 
 mod probe;
@@ -41,6 +42,12 @@ struct ProbeOpts {
     /// for testing deployments' failure handling.
     #[arg(long, value_name = "MESSAGE")]
     fail_startup: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ClientAuthArg {
+    Optional,
+    Required,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -89,6 +96,18 @@ struct ServerOpts {
     /// Keep answering after the client half-closes its side (off by default: a FIN ends the exchange).
     #[arg(long)]
     allow_half_close: bool,
+    /// TLS certificate chain (PEM); serves HTTPS on every listener. Needs --tls-key.
+    #[arg(long, value_name = "PATH", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// TLS private key (PEM: PKCS#8, PKCS#1 or SEC1). Needs --tls-cert.
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+    /// CA certificates (PEM) that client certificates must chain to. Needs --tls-client-auth.
+    #[arg(long, value_name = "PATH", requires_all = ["tls_cert", "tls_client_auth"])]
+    tls_client_ca: Option<std::path::PathBuf>,
+    /// Ask clients for a certificate: optional or required. Needs --tls-client-ca.
+    #[arg(long, value_name = "MODE", requires = "tls_client_ca")]
+    tls_client_auth: Option<ClientAuthArg>,
     /// Write an access log to stdout: clf (the default when given without a value), combined or json.
     #[arg(long, value_name = "FORMAT", num_args = 0..=1, default_missing_value = "clf")]
     access_log: Option<LogFormat>,
@@ -113,6 +132,25 @@ fn off_if_zero(d: Duration) -> Option<Duration> {
 }
 
 impl ServerOpts {
+    /// The TLS settings the flags ask for, loaded (errors name the flag and the file).
+    fn tls(&self) -> Result<Option<Arc<TlsSettings>>, String> {
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+            return Ok(None);
+        };
+        let mut options = TlsOptions::new(cert, key);
+        if let (Some(ca), Some(mode)) = (&self.tls_client_ca, self.tls_client_auth) {
+            let mode = match mode {
+                ClientAuthArg::Optional => ClientAuth::Optional,
+                ClientAuthArg::Required => ClientAuth::Required,
+            };
+            options = options.with_client_auth(mode, ca);
+        }
+        // HTTP/2 is not served yet: offer only http/1.1 in ALPN.
+        TlsSettings::load_with_alpn(options, Alpn::Http11Only)
+            .map(|t| Some(Arc::new(t)))
+            .map_err(|e| format!("--tls-cert/--tls-key/--tls-client-ca: {e}"))
+    }
+
     fn config(&self) -> Config {
         let mut c = Config::default();
         c.idle_timeout = off_if_zero(self.idle_timeout);
@@ -170,9 +208,20 @@ async fn run_probe(popts: ProbeOpts) -> ExitCode {
         popts.fail_startup.clone(),
         !popts.no_lifecycle,
     ));
+    let tls = match opts.tls() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("ragi: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let mut server = Server::new(opts.config()).handle_signals(true);
+    if let Some(t) = tls {
+        server = server.tls(t);
+    }
     if !popts.no_lifecycle {
-        server = server.lifecycle(probe::ProbeListener(probe.clone()));
+        server = server.lifecycle(probe::ProbeListener::new(probe.clone()));
     }
     let server = opts.listen.iter().fold(server, |s, a| s.listen(*a));
     let bound = match server.bind().await {
@@ -182,9 +231,9 @@ async fn run_probe(popts: ProbeOpts) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let bound = bound.on_ready(|addrs| {
+    let bound = bound.on_ready(move |addrs| {
         for addr in addrs {
-            eprintln!("listening on http://{addr}");
+            eprintln!("listening on {scheme}://{addr}");
         }
     });
     let app = probe::ProbeApp(probe);

@@ -140,13 +140,32 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// The probe's lifecycle listener: records every notice for `/connections`.
-pub struct ProbeListener(pub Arc<Probe>);
+pub struct ProbeListener(pub Arc<Probe>, pub Mutex<HashMap<u64, serde_json::Value>>);
+
+impl ProbeListener {
+    /// A listener recording into `probe`.
+    pub fn new(probe: Arc<Probe>) -> Self {
+        Self(probe, Mutex::default())
+    }
+}
+
+fn tls_json(tls: Option<&ragi::TlsInfo>) -> serde_json::Value {
+    match tls {
+        None => serde_json::Value::Null,
+        Some(t) => json!({
+            "version": t.version, "cipher": t.cipher, "alpn": t.alpn, "sni": t.sni,
+            "client_subject": t.client_subject,
+        }),
+    }
+}
 
 impl LifecycleListener for ProbeListener {
     fn accepted(&self, n: &Accepted) -> Result<(), ragi::AppError> {
+        let tls = tls_json(n.tls.as_ref());
+        self.1.lock().unwrap().insert(n.id.get(), tls.clone());
         self.0.notice(json!({
             "id": n.id.get(), "event": "accepted", "peer": n.peer.to_string(), "reason": null,
-            "requests": 0, "bytes_in": 0, "bytes_out": 0,
+            "requests": 0, "bytes_in": 0, "bytes_out": 0, "protocol": "http/1.1", "tls": tls,
         }));
         Ok(())
     }
@@ -159,8 +178,15 @@ impl LifecycleListener for ProbeListener {
     }
 
     fn closed(&self, n: &Closed) -> Result<(), ragi::AppError> {
+        let tls = self
+            .1
+            .lock()
+            .unwrap()
+            .remove(&n.id.get())
+            .unwrap_or(serde_json::Value::Null);
         self.0.notice(json!({
             "id": n.id.get(), "event": "closed", "peer": n.peer.to_string(),
+            "protocol": "http/1.1", "tls": tls,
             "reason": n.reason.as_ref().map(|r| r.as_str()),
             "requests": n.requests, "bytes_in": n.bytes_in, "bytes_out": n.bytes_out,
             "duration_ms": ms(n.duration),

@@ -52,6 +52,7 @@ use crate::proto::h1::body::{BodyDecoder, Decoded};
 use crate::proto::h1::request::{self, BodyFraming, Parsed, RequestHead};
 use crate::proto::h1::response::{simple_response, OutQueue, ResponseContext, ResponseEncoder};
 use crate::server::{Phase, ServerShared};
+use crate::tls::TlsSession;
 
 thread_local! {
     /// Where idle connections read their first bytes (see `Driver::on_ready`).
@@ -128,6 +129,9 @@ pub(crate) struct Driver {
     read_eof: bool,
     /// An emptied output buffer from a finished exchange, handed to the next one.
     spare_out: Option<OutQueue>,
+    /// TLS: the session (plaintext in `rbuf`, ciphertext in `wq`) and its facts.
+    tls: Option<Box<TlsSession>>,
+    tls_info: Option<ragi::TlsInfo>,
     /// Readability was cleared while watching without reading, though bytes may be queued:
     /// the next time reading is allowed, read without waiting for an edge that may never come
     /// (the client is blocked on our full receive window).
@@ -175,6 +179,8 @@ impl Driver {
             linger_until: None,
             read_eof: false,
             spare_out: None,
+            tls: None,
+            tls_info: None,
             readable_unknown: false,
             write_blocked: false,
             reason: None,
@@ -187,6 +193,18 @@ impl Driver {
             head_started: None,
             shutting_down: false,
         }
+    }
+
+    /// The driver of a TLS connection whose handshake is done; `early` is plaintext that arrived
+    /// with the handshake's last flight.
+    pub(crate) fn with_tls(mut self, session: TlsSession, early: BytesMut) -> Self {
+        self.tls_info = Some(session.info());
+        self.tls = Some(Box::new(session));
+        if !early.is_empty() {
+            self.rbuf = early;
+            self.head_started = Some(Instant::now());
+        }
+        self
     }
 
     /// Runs the connection to its end; returns the `closed` notice's facts.
@@ -304,7 +322,9 @@ impl Driver {
             return;
         }
         if self.may_read() {
-            let r = if self.rbuf.capacity() == 0 {
+            let r = if self.tls.is_some() {
+                self.read_tls(false)
+            } else if self.rbuf.capacity() == 0 {
                 // An idle connection holds no buffer: read into the thread's scratch buffer
                 // and keep only what arrived.
                 SCRATCH.with(|scratch| {
@@ -375,6 +395,25 @@ impl Driver {
     /// the client blocked on our full window. Used until the kernel says `WouldBlock`.
     fn read_direct(&mut self) {
         use std::io::Read;
+        if self.tls.is_some() {
+            match self.read_tls(true) {
+                Ok(0) => {
+                    self.readable_unknown = false;
+                    self.on_eof();
+                }
+                Ok(n) => {
+                    self.bytes_in += n as u64;
+                    self.last_read = Instant::now();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.readable_unknown = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.readable_unknown = false;
+                    self.on_read_error(e);
+                }
+            }
+            return;
+        }
         let mut buf = [0u8; 16 * 1024];
         let sock = socket2::SockRef::from(&self.io);
         let r = (&*sock).read(&mut buf);
@@ -393,6 +432,48 @@ impl Driver {
             Err(e) => {
                 self.readable_unknown = false;
                 self.on_read_error(e);
+            }
+        }
+    }
+
+    /// TLS: reads ciphertext (through tokio, or with a plain `recv` when `direct`), decrypts it
+    /// into `rbuf`, and queues what the session must send back. Returns the ciphertext bytes
+    /// read; `Ok(0)` for the end of the stream, a clean `close_notify` included.
+    fn read_tls(&mut self, direct: bool) -> io::Result<usize> {
+        use std::io::Read;
+        let mut buf = [0u8; 16 * 1024];
+        let n = if direct {
+            (&*socket2::SockRef::from(&self.io)).read(&mut buf)?
+        } else {
+            self.io.try_read(&mut buf)?
+        };
+        if n == 0 {
+            return Ok(0);
+        }
+        let tls = self.tls.as_mut().expect("a TLS connection");
+        let fed = tls.feed(&buf[..n], &mut self.rbuf);
+        let peer_closed = tls.peer_closed();
+        self.pump_tls();
+        if let Err(e) = fed {
+            // Send the alert rustls queued, as far as the socket takes it, then fail.
+            self.flush();
+            return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+        }
+        if peer_closed {
+            self.bytes_in += n as u64;
+            return Ok(0);
+        }
+        Ok(n)
+    }
+
+    /// TLS: moves the session's pending ciphertext into the write queue.
+    fn pump_tls(&mut self) {
+        let Some(tls) = self.tls.as_mut() else { return };
+        if tls.wants_write() {
+            let mut v = Vec::new();
+            if tls.write_tls_into(&mut v).is_ok() && !v.is_empty() {
+                self.queued_total += v.len() as u64;
+                self.wq.put_bytes(Bytes::from(v));
             }
         }
     }
@@ -518,8 +599,27 @@ impl Driver {
     }
 
     fn queue(&mut self, bytes: Bytes) {
+        if let Some(tls) = self.tls.as_mut() {
+            let _ = tls.write_plaintext(&bytes);
+            self.pump_tls();
+            return;
+        }
         self.queued_total += bytes.len() as u64;
         self.wq.put_bytes(bytes);
+    }
+
+    /// Queues an exchange's output (encrypted on TLS connections).
+    fn queue_out(&mut self, out: &mut OutQueue) {
+        if let Some(tls) = self.tls.as_mut() {
+            out.drain_each(|piece| {
+                let _ = tls.write_plaintext(piece);
+            });
+            self.pump_tls();
+            return;
+        }
+        let n = out.len() as u64;
+        out.move_to(&mut self.wq);
+        self.queued_total += n;
     }
 
     // ----- the exchange's progress ----------------------------------------------------------
@@ -676,6 +776,10 @@ impl Driver {
         scope.server = Some(self.local);
         scope.extensions.server_state = Some(self.srv.server_state.clone());
         scope.extensions.fullflush = true;
+        if self.tls_info.is_some() {
+            scope.scheme = "https";
+            scope.extensions.tls = self.tls_info.clone();
+        }
 
         self.cur = Some(Active {
             ex: ex.clone(),
@@ -772,9 +876,7 @@ impl Driver {
             }
         }
         if !st.out.is_empty() {
-            let n = st.out.len() as u64;
-            st.out.move_to(&mut self.wq);
-            self.queued_total += n;
+            self.queue_out(&mut st.out);
             progressed = true;
         }
         if st.enc.is_done() {
@@ -900,6 +1002,10 @@ impl Driver {
         }
         if self.closing.is_none() {
             self.closing = Some(Closing::AfterFlush);
+            if let Some(tls) = self.tls.as_mut() {
+                tls.send_close_notify();
+                self.pump_tls();
+            }
         }
     }
 
@@ -1044,4 +1150,61 @@ impl<F: std::future::Future> std::future::Future for CatchUnwind<F> {
             Err(_) => std::task::Poll::Ready(Err(())),
         }
     }
+}
+
+/// Runs a TLS handshake over the raw socket within `limit`. Returns the plaintext that arrived
+/// with the client's last flight. On failure, the alert rustls queued is sent as far as the
+/// socket takes it.
+pub(crate) async fn tls_handshake(
+    io: &TcpStream,
+    session: &mut TlsSession,
+    limit: Duration,
+) -> Result<BytesMut, String> {
+    let mut early = BytesMut::new();
+    let run = async {
+        loop {
+            while session.wants_write() {
+                let mut out = Vec::new();
+                session
+                    .write_tls_into(&mut out)
+                    .map_err(|e| e.to_string())?;
+                write_all(io, &out).await.map_err(|e| e.to_string())?;
+            }
+            if !session.is_handshaking() {
+                return Ok::<(), String>(());
+            }
+            io.readable().await.map_err(|e| e.to_string())?;
+            let mut buf = [0u8; 16 * 1024];
+            match io.try_read(&mut buf) {
+                Ok(0) => return Err("the client closed during the handshake".to_owned()),
+                Ok(n) => {
+                    if let Err(e) = session.feed(&buf[..n], &mut early) {
+                        let mut out = Vec::new();
+                        let _ = session.write_tls_into(&mut out);
+                        let _ = io.try_write(&out);
+                        return Err(e.to_string());
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    };
+    match tokio::time::timeout(limit, run).await {
+        Ok(Ok(())) => Ok(early),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err("handshake timed out".to_owned()),
+    }
+}
+
+async fn write_all(io: &TcpStream, mut data: &[u8]) -> io::Result<()> {
+    while !data.is_empty() {
+        io.writable().await?;
+        match io.try_write(data) {
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }

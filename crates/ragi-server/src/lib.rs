@@ -39,4 +39,4 @@ pub mod tls;
 pub use config::{AccessLogFormat, Config};
 pub use error::Error;
 pub use lifecycle::{AddressFilter, ConnId, ConnectionHandle, LifecycleListener};
-pub use server::{BoundServer, Server, ShutdownHandle};
+pub use server::{BoundServer, Server, ServerStats, ShutdownHandle};

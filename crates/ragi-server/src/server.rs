@@ -47,6 +47,7 @@ use crate::lifecycle::{
 };
 use crate::proto::h1::request::HeadLimits;
 use crate::proto::h1::response::simple_response;
+use crate::tls::TlsSettings;
 use crate::{Config, Error};
 
 /// Where the server is in its life.
@@ -70,6 +71,8 @@ pub(crate) struct ServerShared {
     pub(crate) server_state: State,
     pub(crate) server_header: Option<Bytes>,
     pub(crate) phase: watch::Receiver<Phase>,
+    pub(crate) tls: Option<Arc<TlsSettings>>,
+    pub(crate) stats: Arc<ServerStats>,
 }
 
 /// A server being configured. See the [module documentation](self).
@@ -80,6 +83,7 @@ pub struct Server {
     error_hook: Option<ErrorHook>,
     filter: Option<AddressFilter>,
     signals: bool,
+    tls: Option<Arc<TlsSettings>>,
 }
 
 impl std::fmt::Debug for Server {
@@ -101,6 +105,7 @@ impl Server {
             error_hook: None,
             filter: None,
             signals: false,
+            tls: None,
         }
     }
 
@@ -138,7 +143,15 @@ impl Server {
         self
     }
 
-    /// Starts graceful shutdown on SIGTERM or SIGINT (a second signal aborts at once).
+    /// Serves TLS on every listener with these settings (certificates reload on SIGHUP when
+    /// [`Server::handle_signals`] is on, or with [`TlsSettings::reload`]).
+    pub fn tls(mut self, settings: Arc<TlsSettings>) -> Self {
+        self.tls = Some(settings);
+        self
+    }
+
+    /// Starts graceful shutdown on SIGTERM or SIGINT (a second signal aborts at once), and
+    /// reloads TLS certificates on SIGHUP.
     pub fn handle_signals(mut self, yes: bool) -> Self {
         self.signals = yes;
         self
@@ -178,6 +191,7 @@ impl Server {
             trigger: Arc::new(trigger),
             server_state: State::default(),
             on_ready: None,
+            stats: Arc::default(),
         })
     }
 }
@@ -196,6 +210,7 @@ pub struct BoundServer {
     trigger: Arc<watch::Sender<Trigger>>,
     server_state: State,
     on_ready: Option<Box<dyn FnOnce(&[SocketAddr]) + Send>>,
+    stats: Arc<ServerStats>,
 }
 
 impl std::fmt::Debug for BoundServer {
@@ -247,6 +262,11 @@ impl BoundServer {
         }
     }
 
+    /// The counters of this server session (handshake failures, accepted connections).
+    pub fn stats(&self) -> Arc<ServerStats> {
+        self.stats.clone()
+    }
+
     /// The server-state object (spec §6) every app invocation of this server session shares.
     pub fn server_state(&self) -> &State {
         &self.server_state
@@ -269,6 +289,7 @@ impl BoundServer {
             trigger,
             server_state,
             on_ready,
+            stats,
         } = self;
         let lifespan_state = State::default();
         let lifespan =
@@ -301,6 +322,8 @@ impl BoundServer {
             server_state,
             server_header,
             phase: phase_rx.clone(),
+            tls: server.tls.clone(),
+            stats,
         });
         let live = Arc::new(Live {
             n: AtomicUsize::new(0),
@@ -312,7 +335,8 @@ impl BoundServer {
 
         if server.signals {
             let trigger = trigger.clone();
-            tokio::spawn(async move { signal_loop(trigger).await });
+            let tls = server.tls.clone();
+            tokio::spawn(async move { signal_loop(trigger, tls).await });
         }
 
         let mut accept_tasks = Vec::new();
@@ -444,49 +468,137 @@ async fn accept_loop(listener: TcpListener, mut ctx: AcceptCtx) {
             ctx.prefix.clone(),
         );
         let conn = ConnShared::new(id.clone());
-        if let Some(l) = &ctx.shared.lifecycle {
-            let notice = Accepted {
-                id: id.clone(),
-                peer,
-                local,
-                tls: None,
-                handle: ConnectionHandle::new(conn.clone()),
-            };
-            let verdict =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| l.accepted(&notice)));
-            match verdict {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::debug!(%id, error = %e, "the lifecycle listener refused the connection");
-                    continue;
-                }
-                Err(_) => {
-                    tracing::error!(%id, "the lifecycle listener panicked at accept; connection dropped");
-                    continue;
-                }
-            }
+        // Plain connections are announced here, in accept order; TLS ones after their
+        // handshake, in their own task.
+        let announced = ctx.shared.tls.is_none();
+        if announced && !announce(&ctx.shared, &conn, &id, peer, local, None) {
+            continue;
         }
         ctx.live.n.fetch_add(1, Ordering::AcqRel);
         let shared = ctx.shared.clone();
         let live = ctx.live.clone();
         tokio::spawn(async move {
-            let closed = Driver::new(stream, shared.clone(), conn.clone(), peer, local)
-                .run()
-                .await;
-            if let Some(l) = &shared.lifecycle {
-                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| l.closed(&closed))) {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => {
-                        tracing::warn!(id = %closed.id, error = %e, "lifecycle listener failed at close")
-                    }
-                    Err(_) => {
-                        tracing::error!(id = %closed.id, "lifecycle listener panicked at close")
-                    }
-                }
-            }
-            conn.task_done();
+            serve_connection(stream, shared, conn, id, peer, local, announced).await;
             live.dec();
         });
+    }
+}
+
+/// One connection: the TLS handshake where there is one, the `accepted` notice (which may
+/// refuse it), the driver, the `closed` notice.
+async fn serve_connection(
+    stream: TcpStream,
+    shared: Arc<ServerShared>,
+    conn: Arc<ConnShared>,
+    id: ConnId,
+    peer: SocketAddr,
+    local: SocketAddr,
+    announced: bool,
+) {
+    // TLS first: `accepted` comes after the handshake and carries its facts.
+    let mut tls = None;
+    if let Some(settings) = &shared.tls {
+        let handshake = async {
+            let mut session = settings.new_session().map_err(|e| e.to_string())?;
+            let limit = shared
+                .cfg
+                .idle_timeout
+                .map_or(TLS_HANDSHAKE_LIMIT, |d| d.min(TLS_HANDSHAKE_LIMIT));
+            let early = crate::h1::tls_handshake(&stream, &mut session, limit).await?;
+            Ok::<_, String>((session, early))
+        };
+        match handshake.await {
+            Ok(done) => tls = Some(done),
+            Err(e) => {
+                tracing::debug!(%id, %peer, error = %e, "TLS handshake failed");
+                shared
+                    .stats
+                    .tls_handshake_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                conn.task_done();
+                return;
+            }
+        }
+    }
+    if !announced {
+        let info = tls.as_ref().map(|(session, _)| session.info());
+        if !announce(&shared, &conn, &id, peer, local, info) {
+            conn.task_done();
+            return;
+        }
+    }
+    shared
+        .stats
+        .connections_accepted
+        .fetch_add(1, Ordering::Relaxed);
+    let mut driver = Driver::new(stream, shared.clone(), conn.clone(), peer, local);
+    if let Some((session, early)) = tls {
+        driver = driver.with_tls(session, early);
+    }
+    let closed = driver.run().await;
+    if let Some(l) = &shared.lifecycle {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| l.closed(&closed))) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(id = %closed.id, error = %e, "lifecycle listener failed at close")
+            }
+            Err(_) => tracing::error!(id = %closed.id, "lifecycle listener panicked at close"),
+        }
+    }
+    conn.task_done();
+}
+
+/// Gives the `accepted` notice; false when the listener refuses the connection.
+fn announce(
+    shared: &ServerShared,
+    conn: &Arc<ConnShared>,
+    id: &ConnId,
+    peer: SocketAddr,
+    local: SocketAddr,
+    tls: Option<ragi::TlsInfo>,
+) -> bool {
+    let Some(l) = &shared.lifecycle else {
+        return true;
+    };
+    let notice = Accepted {
+        id: id.clone(),
+        peer,
+        local,
+        tls,
+        handle: ConnectionHandle::new(conn.clone()),
+    };
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| l.accepted(&notice))) {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            tracing::debug!(%id, error = %e, "the lifecycle listener refused the connection");
+            false
+        }
+        Err(_) => {
+            tracing::error!(%id, "the lifecycle listener panicked at accept; connection dropped");
+            false
+        }
+    }
+}
+
+/// The longest a TLS handshake may take (shorter when the idle timeout is).
+const TLS_HANDSHAKE_LIMIT: Duration = Duration::from_secs(10);
+
+/// Counters of one server session.
+#[derive(Debug, Default)]
+pub struct ServerStats {
+    tls_handshake_failures: AtomicU64,
+    connections_accepted: AtomicU64,
+}
+
+impl ServerStats {
+    /// TLS handshakes that failed (no `accepted` notice was given for them).
+    pub fn tls_handshake_failures(&self) -> u64 {
+        self.tls_handshake_failures.load(Ordering::Relaxed)
+    }
+
+    /// Connections accepted (after the filter, the handshake and the listener).
+    pub fn connections_accepted(&self) -> u64 {
+        self.connections_accepted.load(Ordering::Relaxed)
     }
 }
 
@@ -509,11 +621,12 @@ async fn reject_busy(mut stream: TcpStream, server_header: Option<Bytes>) {
     .await;
 }
 
-async fn signal_loop(trigger: Arc<watch::Sender<Trigger>>) {
+async fn signal_loop(trigger: Arc<watch::Sender<Trigger>>, tls: Option<Arc<TlsSettings>>) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     ) else {
         tracing::error!("cannot install signal handlers");
         return;
@@ -524,6 +637,19 @@ async fn signal_loop(trigger: Arc<watch::Sender<Trigger>>) {
         tokio::select! {
             _ = term.recv() => {}
             _ = int.recv() => {}
+            _ = hup.recv() => {
+                // Reload certificates; live connections keep the ones they started with.
+                if let Some(t) = &tls {
+                    match t.reload() {
+                        Ok(()) => tracing::info!("TLS certificates reloaded"),
+                        Err(e) => {
+                            tracing::error!(error = %e, "TLS reload failed; keeping the old certificates");
+                            eprintln!("ragi: TLS reload failed, keeping the old certificates: {e}");
+                        }
+                    }
+                }
+                continue;
+            }
         }
         count += 1;
         if count == 1 {

@@ -107,6 +107,18 @@ impl OutQueue {
         n
     }
 
+    /// Hands every queued piece, in order, to `f`, and empties the queue.
+    pub(crate) fn drain_each(&mut self, mut f: impl FnMut(&[u8])) {
+        for p in self.pieces.drain(..) {
+            f(&p);
+        }
+        if !self.scratch.is_empty() {
+            f(&self.scratch);
+            self.scratch.clear();
+        }
+        self.len = 0;
+    }
+
     /// Drops `n` written bytes from the front.
     pub(crate) fn advance(&mut self, mut n: usize) {
         self.len -= n;
