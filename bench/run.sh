@@ -5,7 +5,9 @@
 #   SERVERS="hyper actix" ROUNDS=1 DURATION=3s bash bench/run.sh
 #
 # See bench/README.md for what is measured and how. Environment knobs:
-#   SERVERS       servers to run, subset of "ragi hyper actix" (default all)
+#   SERVERS       servers to run, subset of "ragi ragi-lc hyper actix" (default
+#                 "ragi hyper actix"; ragi-lc is ragi with the probe's lifecycle
+#                 listener on, to measure what the listener costs; it needs ragi)
 #   WORKLOADS     subset of "A B" (A = plain keep-alive, B = 8-deep pipeline;
 #                 "plain"/"pipeline" are accepted too) (default "A B")
 #   ROUNDS        interleaved rounds; medians are reported (default 3)
@@ -65,7 +67,7 @@ die() { printf '[bench] ERROR: %s\n' "$*" >&2; exit 1; }
 
 # ---------------------------------------------------------------- validation
 for s in $SERVERS; do
-    case "$s" in ragi|hyper|actix) ;; *) die "unknown server '$s' in SERVERS (want: ragi hyper actix)";; esac
+    case "$s" in ragi|ragi-lc|hyper|actix) ;; *) die "unknown server '$s' in SERVERS (want: ragi ragi-lc hyper actix)";; esac
 done
 WL_LIST=""
 for w in $WORKLOADS; do
@@ -201,7 +203,7 @@ wait_quiet() {
 
 server_bin() {
     case "$1" in
-        ragi) echo "$RAGI_BIN" ;;
+        ragi|ragi-lc) echo "$RAGI_BIN" ;;
         hyper) echo "$HYPER_BIN" ;;
         actix) echo "$ACTIX_BIN" ;;
     esac
@@ -219,13 +221,15 @@ start_server() {
     bin="$(server_bin "$name")"
     local -a cmd
     case "$name" in
-        ragi)
+        ragi|ragi-lc)
             cmd=("$bin" probe --listen 127.0.0.1:0)
             if [[ "$mode" == idle ]]; then
                 cmd+=(--max-connections $((IDLE_CONNS * 2 > 20000 ? IDLE_CONNS * 2 : 20000))
                       --idle-timeout 0 --keepalive-timeout 0)
             fi
-            if [[ "$RAGI_LIFECYCLE" != 1 && "$RAGI_HAS_NO_LIFECYCLE" == 1 ]]; then
+            # ragi-lc: the same binary with the probe's lifecycle listener on, to show what
+            # the listener costs (run it beside `ragi`).
+            if [[ "$name" == ragi && "$RAGI_LIFECYCLE" != 1 && "$RAGI_HAS_NO_LIFECYCLE" == 1 ]]; then
                 cmd+=(--no-lifecycle)
             fi
             if [[ -n "$RAGI_ARGS" ]]; then
