@@ -161,7 +161,7 @@ fn tls_json(tls: Option<&ragi::TlsInfo>) -> serde_json::Value {
 
 impl LifecycleListener for ProbeListener {
     fn accepted(&self, n: &Accepted) -> Result<(), ragi::AppError> {
-        let tls = tls_json(n.tls.as_ref());
+        let tls = tls_json(n.tls.as_deref());
         self.1.lock().unwrap().insert(n.id.get(), tls.clone());
         self.0.notice(json!({
             "id": n.id.get(), "event": "accepted", "peer": n.peer.to_string(), "reason": null,

@@ -209,10 +209,25 @@ impl Exchange {
 
     /// Applies one event under the lock (no waiting).
     fn send_now(&self, event: SendEvent) -> Result<(), SendError> {
+        self.apply(event, false).map_err(|e| match e {
+            TrySendError::Failed(e) => e,
+            TrySendError::WouldWait(_) => unreachable!("apply without a room check never waits"),
+        })
+    }
+
+    /// Applies one event under one lock. With `check_room`, a body piece above the high
+    /// watermark is given back instead (the caller waits for room).
+    fn apply(&self, event: SendEvent, check_room: bool) -> Result<(), TrySendError> {
         let mut guard = self.lock();
         let st = &mut *guard;
         if let Some(r) = &st.disconnect {
-            return Err(SendError::disconnected(r.clone()));
+            return Err(SendError::disconnected(r.clone()).into());
+        }
+        if check_room
+            && st.unflushed > self.high_water
+            && !matches!(event, SendEvent::ResponseStart { .. })
+        {
+            return Err(TrySendError::WouldWait(event));
         }
         let before = st.out.len();
         match event {
@@ -241,7 +256,8 @@ impl Exchange {
                 return Err(SendError::invalid_event(format!(
                     "{} is not valid in an http scope",
                     other.name()
-                )));
+                ))
+                .into());
             }
         }
         let added = st.out.len() - before;
@@ -336,21 +352,17 @@ impl SendSink for Exchange {
     }
 
     fn try_send(&self, event: SendEvent) -> Result<(), TrySendError> {
-        // Below the high watermark (or a head, which never waits) and not a file: no waiting.
-        let room = matches!(event, SendEvent::ResponseStart { .. })
-            || self.lock().unflushed <= self.high_water;
-        if !room
-            || matches!(
-                event,
-                SendEvent::ResponseBody {
-                    body: Body::File { .. },
-                    ..
-                }
-            )
-        {
+        // Files are read in pieces, with waiting: the async path.
+        if matches!(
+            event,
+            SendEvent::ResponseBody {
+                body: Body::File { .. },
+                ..
+            }
+        ) {
             return Err(TrySendError::WouldWait(event));
         }
-        self.send_now(event).map_err(TrySendError::Failed)
+        self.apply(event, true)
     }
 }
 

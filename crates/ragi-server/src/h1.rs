@@ -71,7 +71,7 @@ struct Active {
     body_received: u64,
     head_at: Instant,
     request_line: Bytes,
-    log: Option<AccessEntry>,
+    log: Option<Box<AccessEntry>>,
     head_request: bool,
 }
 
@@ -79,7 +79,7 @@ struct Active {
 struct Pending {
     mark: u64,
     ex: Arc<Exchange>,
-    log: Option<AccessEntry>,
+    log: Option<Box<AccessEntry>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,7 +131,7 @@ pub(crate) struct Driver {
     spare_out: Option<OutQueue>,
     /// TLS: the session (plaintext in `rbuf`, ciphertext in `wq`) and its facts.
     tls: Option<Box<TlsSession>>,
-    tls_info: Option<ragi::TlsInfo>,
+    tls_info: Option<Arc<ragi::TlsInfo>>,
     /// Readability was cleared while watching without reading, though bytes may be queued:
     /// the next time reading is allowed, read without waiting for an edge that may never come
     /// (the client is blocked on our full receive window).
@@ -198,7 +198,7 @@ impl Driver {
     /// The driver of a TLS connection whose handshake is done; `early` is plaintext that arrived
     /// with the handshake's last flight.
     pub(crate) fn with_tls(mut self, session: TlsSession, early: BytesMut) -> Self {
-        self.tls_info = Some(session.info());
+        self.tls_info = Some(Arc::new(session.info()));
         self.tls = Some(Box::new(session));
         if !early.is_empty() {
             self.rbuf = early;
@@ -568,7 +568,7 @@ impl Driver {
             p.ex.lock().unflushed = 0;
             p.ex.control.complete();
             if let Some(entry) = p.log {
-                access_log::write(self.srv.cfg.access_log, entry);
+                access_log::write(self.srv.cfg.access_log, *entry);
             }
             completed = true;
         }
@@ -761,7 +761,7 @@ impl Driver {
             .srv
             .cfg
             .access_log
-            .map(|_| AccessEntry::new(&head, self.peer, now));
+            .map(|_| Box::new(AccessEntry::new(&head, self.peer, now)));
         let request_line = head.request_line;
 
         let mut scope =
@@ -964,7 +964,7 @@ impl Driver {
                     st.enc.body_bytes(),
                 );
                 drop(st);
-                access_log::write(self.srv.cfg.access_log, entry);
+                access_log::write(self.srv.cfg.access_log, *entry);
             }
         }
         for p in self.pending.drain(..) {

@@ -74,7 +74,7 @@ pub struct Accepted {
     /// The local address.
     pub local: SocketAddr,
     /// TLS facts, on TLS connections.
-    pub tls: Option<TlsInfo>,
+    pub tls: Option<Arc<TlsInfo>>,
     /// A handle on the connection: close it, await its end.
     pub handle: ConnectionHandle,
 }

@@ -521,7 +521,7 @@ async fn serve_connection(
         }
     }
     if !announced {
-        let info = tls.as_ref().map(|(session, _)| session.info());
+        let info = tls.as_ref().map(|(session, _)| Arc::new(session.info()));
         if !announce(&shared, &conn, &id, peer, local, info) {
             conn.task_done();
             return;
@@ -555,7 +555,7 @@ fn announce(
     id: &ConnId,
     peer: SocketAddr,
     local: SocketAddr,
-    tls: Option<ragi::TlsInfo>,
+    tls: Option<Arc<ragi::TlsInfo>>,
 ) -> bool {
     let Some(l) = &shared.lifecycle else {
         return true;

@@ -89,8 +89,8 @@ impl Drop for Dir {
 
 #[derive(Default)]
 struct Seen {
-    accepted: Mutex<Vec<Option<TlsInfo>>>,
-    scopes: Mutex<Vec<(String, Option<TlsInfo>)>>,
+    accepted: Mutex<Vec<Option<Arc<TlsInfo>>>>,
+    scopes: Mutex<Vec<(String, Option<Arc<TlsInfo>>)>>,
     reasons: Mutex<Vec<DisconnectReason>>,
 }
 

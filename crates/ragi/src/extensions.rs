@@ -10,8 +10,8 @@ use crate::State;
 #[derive(Clone, Debug, Default)]
 #[non_exhaustive]
 pub struct Extensions {
-    /// TLS facts, on TLS connections.
-    pub tls: Option<TlsInfo>,
+    /// TLS facts, on TLS connections (shared by every scope of the connection).
+    pub tls: Option<std::sync::Arc<TlsInfo>>,
     /// `SendEvent::FullFlush` is honoured.
     pub fullflush: bool,
     /// The WebSocket denial response (`HttpResponseStart` before accept) is supported.
