@@ -145,8 +145,8 @@ impl ServerOpts {
             };
             options = options.with_client_auth(mode, ca);
         }
-        // HTTP/2 is not served yet: offer only http/1.1 in ALPN.
-        TlsSettings::load_with_alpn(options, Alpn::Http11Only)
+        // ALPN offers h2 first, then http/1.1.
+        TlsSettings::load_with_alpn(options, Alpn::Http2AndHttp11)
             .map(|t| Some(Arc::new(t)))
             .map_err(|e| format!("--tls-cert/--tls-key/--tls-client-ca: {e}"))
     }

@@ -207,6 +207,13 @@ impl Driver {
         self
     }
 
+    /// Counts the idle timeout (and the connection's duration) from `at`: the moment the
+    /// connection was accepted, before protocol detection.
+    pub(crate) fn accepted_at(mut self, at: Instant) -> Self {
+        self.accepted_at = at;
+        self
+    }
+
     /// Runs the connection to its end; returns the `closed` notice's facts.
     pub(crate) async fn run(mut self) -> Closed {
         let mut sleep = Box::pin(tokio::time::sleep_until(tokio::time::Instant::now()));
@@ -1126,6 +1133,7 @@ impl Driver {
             bytes_in: self.bytes_in,
             bytes_out: self.written_total,
             duration: self.accepted_at.elapsed(),
+            protocol: "http/1.1",
         }
     }
 }

@@ -30,11 +30,13 @@ mod date;
 mod error;
 mod exchange;
 mod h1;
+mod h2;
 pub mod lifecycle;
 mod lifespan;
 mod proto;
 mod server;
 pub mod tls;
+mod tls_io;
 
 pub use config::{AccessLogFormat, Config};
 pub use error::Error;

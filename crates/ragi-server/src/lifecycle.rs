@@ -111,6 +111,8 @@ pub struct Closed {
     pub bytes_out: u64,
     /// How long it was open.
     pub duration: Duration,
+    /// The protocol it spoke: `http/1.1` or `h2`.
+    pub protocol: &'static str,
 }
 
 /// Told of every connection's changes. See the [module documentation](self). Every method has

@@ -531,11 +531,27 @@ async fn serve_connection(
         .stats
         .connections_accepted
         .fetch_add(1, Ordering::Relaxed);
-    let mut driver = Driver::new(stream, shared.clone(), conn.clone(), peer, local);
-    if let Some((session, early)) = tls {
-        driver = driver.with_tls(session, early);
-    }
-    let closed = driver.run().await;
+    let accepted_at = std::time::Instant::now();
+    let alpn_h2 = tls
+        .as_ref()
+        .is_some_and(|(session, _)| session.alpn_protocol() == Some(b"h2".as_slice()));
+    let closed = if alpn_h2 {
+        // ALPN chose h2: the h2 crate runs over the TLS session as an async byte stream.
+        let (session, early) = tls.expect("checked");
+        let info = session.info();
+        let io = crate::tls_io::TlsIo::new(stream, session, early);
+        crate::h2::serve_h2(io, shared.clone(), conn.clone(), peer, local, Some(info)).await
+    } else if tls.is_none() && sniff_h2_preface(&stream, &shared).await {
+        // h2c with prior knowledge: the client preface was peeked, not consumed.
+        crate::h2::serve_h2(stream, shared.clone(), conn.clone(), peer, local, None).await
+    } else {
+        let mut driver =
+            Driver::new(stream, shared.clone(), conn.clone(), peer, local).accepted_at(accepted_at);
+        if let Some((session, early)) = tls {
+            driver = driver.with_tls(session, early);
+        }
+        driver.run().await
+    };
     if let Some(l) = &shared.lifecycle {
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| l.closed(&closed))) {
             Ok(Ok(())) => {}
@@ -577,6 +593,42 @@ fn announce(
             tracing::error!(%id, "the lifecycle listener panicked at accept; connection dropped");
             false
         }
+    }
+}
+
+/// The HTTP/2 client connection preface (RFC 9113 §3.4).
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Whether a cleartext connection starts with the HTTP/2 preface (prior knowledge). Looks with
+/// `MSG_PEEK`, so nothing is consumed either way; gives up (HTTP/1.1) as soon as the bytes
+/// differ, and waits at most the idle timeout (bounded to 10 s) for the first 24 bytes.
+async fn sniff_h2_preface(stream: &TcpStream, shared: &ServerShared) -> bool {
+    let limit = shared
+        .cfg
+        .idle_timeout
+        .map_or(TLS_HANDSHAKE_LIMIT, |d| d.min(TLS_HANDSHAKE_LIMIT));
+    let sniff = async {
+        let mut buf = [0u8; 24];
+        loop {
+            let n = match stream.peek(&mut buf).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => n,
+            };
+            if buf[..n] != H2_PREFACE[..n] {
+                return false;
+            }
+            if n == H2_PREFACE.len() {
+                return true;
+            }
+            // A prefix of the preface so far: wait for more bytes.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    let mut phase = shared.phase.clone();
+    tokio::select! {
+        r = tokio::time::timeout(limit, sniff) => r.unwrap_or(false),
+        // Shutdown: let the HTTP/1.1 driver close the idle connection at once.
+        _ = phase.changed() => false,
     }
 }
 
