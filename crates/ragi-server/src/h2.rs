@@ -310,6 +310,7 @@ where
         local,
         tls: tls.map(Arc::new),
         stats: stats.clone(),
+        resets: ResetBudget::default(),
     });
     let mut streams: Vec<Weak<StreamShared>> = Vec::new();
     let mut phase = srv.phase.clone();
@@ -400,6 +401,12 @@ where
                     abort_at = Some(tokio::time::Instant::from_std(deadline));
                 }
             }
+            _ = ctx.resets.calm.notified() => {
+                tracing::warn!(conn = %conn.id, "too many client stream resets; GOAWAY ENHANCE_YOUR_CALM");
+                h2c.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM);
+                flush_briefly(&mut h2c).await;
+                break Some(DisconnectReason::ProtocolError);
+            }
             _ = abort_sleep => break Some(DisconnectReason::ServerShutdown),
             _ = idle_sleep => {
                 let limit = idle_limit(*requests);
@@ -454,6 +461,43 @@ struct StreamCtx {
     local: SocketAddr,
     tls: Option<Arc<ragi::TlsInfo>>,
     stats: Arc<IoStats>,
+    resets: ResetBudget,
+}
+
+/// Client resets allowed per connection within [`RESET_WINDOW`]; beyond, the connection ends
+/// with GOAWAY `ENHANCE_YOUR_CALM` (the Rapid Reset attack, CVE-2023-44487, opens and cancels
+/// streams faster than a server can start and stop their work). The `h2` crate's own limit
+/// only counts streams reset before they were accepted; ragi accepts at once, so it counts
+/// every client reset itself.
+const RESET_BUDGET: u32 = 200;
+/// The window the budget applies to.
+const RESET_WINDOW: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Counts client resets in a fixed window; tells the connection task when the budget is spent.
+#[derive(Default)]
+struct ResetBudget {
+    window: std::sync::Mutex<Option<(Instant, u32)>>,
+    exceeded: std::sync::atomic::AtomicBool,
+    calm: tokio::sync::Notify,
+}
+
+impl ResetBudget {
+    fn client_reset(&self) {
+        let now = Instant::now();
+        let over = {
+            let mut w = self.window.lock().unwrap_or_else(|e| e.into_inner());
+            let (start, n) = w.get_or_insert((now, 0));
+            if now.duration_since(*start) > RESET_WINDOW {
+                *start = now;
+                *n = 0;
+            }
+            *n += 1;
+            *n > RESET_BUDGET
+        };
+        if over && !self.exceeded.swap(true, Ordering::AcqRel) {
+            self.calm.notify_one();
+        }
+    }
 }
 
 fn server_response(ctx: &StreamCtx, status: u16) -> Response<()> {
@@ -1132,7 +1176,10 @@ impl StreamDriver {
         };
         match r {
             Poll::Pending => None,
-            Poll::Ready(Ok(_)) => Some(DisconnectReason::ClientClosed),
+            Poll::Ready(Ok(_)) => {
+                self.ctx.resets.client_reset();
+                Some(DisconnectReason::ClientClosed)
+            }
             Poll::Ready(Err(e)) => Some(reason_of(&e, &self.ctx.stats)),
         }
     }
@@ -1637,6 +1684,43 @@ mod tests {
         assert_eq!(got.len(), payload.len());
         assert!(got == payload);
         let _ = h.conn;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rapid_reset_flood_ends_the_connection_with_enhance_your_calm() {
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let h = serve(app(tx), crate::Config::default()).await;
+        let tcp = TcpStream::connect(h.addr).await.unwrap();
+        let (mut c, conn) = h2::client::handshake(tcp).await.unwrap();
+        let conn = tokio::spawn(conn);
+        // Open and cancel streams, as fast as the client can, well past the budget.
+        let mut sent = 0;
+        for _ in 0..(RESET_BUDGET * 5) {
+            match c.clone().ready().await {
+                Ok(mut ready) => match ready.send_request(get("/wait").map(|_| ()), false) {
+                    Ok((_resp, mut body)) => {
+                        body.send_reset(Reason::CANCEL);
+                        sent += 1;
+                    }
+                    Err(_) => break,
+                },
+                Err(_) => break,
+            }
+            c = c.clone();
+        }
+        let end = tokio::time::timeout(WAIT, conn).await.unwrap().unwrap();
+        let err = end.expect_err("the server ends the connection");
+        // The GOAWAY is sent; a client still writing may meet the closed socket first.
+        assert!(
+            err.reason() == Some(Reason::ENHANCE_YOUR_CALM) || err.is_io(),
+            "{err:?} after {sent} resets"
+        );
+        let closed = tokio::time::timeout(WAIT, h.served).await.unwrap().unwrap();
+        assert_eq!(closed.reason, Some(DisconnectReason::ProtocolError));
+        assert!(
+            sent > RESET_BUDGET as usize && sent < (RESET_BUDGET * 5) as usize,
+            "the flood was cut short past the budget: {sent} resets sent"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
