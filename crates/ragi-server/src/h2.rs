@@ -1717,9 +1717,11 @@ mod tests {
         );
         let closed = tokio::time::timeout(WAIT, h.served).await.unwrap().unwrap();
         assert_eq!(closed.reason, Some(DisconnectReason::ProtocolError));
+        // Cut short: by ragi's budget, or earlier by the h2 crate's own limit on streams
+        // reset before they were accepted (it fires first when accepting lags).
         assert!(
-            sent > RESET_BUDGET as usize && sent < (RESET_BUDGET * 5) as usize,
-            "the flood was cut short past the budget: {sent} resets sent"
+            sent < (RESET_BUDGET * 5) as usize,
+            "the flood was not cut short: {sent} resets sent"
         );
     }
 
