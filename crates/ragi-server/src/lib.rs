@@ -1,6 +1,7 @@
 //! # ragi-server — the reference server
 //!
-//! Runs [`ragi`] apps over HTTP/1.1 with the promise that makes ragi: every request's
+//! Runs [`ragi`] apps over HTTP/1.1, HTTP/2 (h2c by prior knowledge, ALPN `h2` over TLS) and
+//! TLS ([`tls`], rustls), with the promise that makes ragi: every request's
 //! [`Connection`](ragi::Connection) object learns, in every state, that its client left and
 //! why. See [`h1`](crate#detection) below for how.
 //!
