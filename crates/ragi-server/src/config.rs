@@ -61,6 +61,12 @@ pub struct Config {
     pub write_low_water: usize,
     /// A prefix for connection ids in logs (`c` by default: `c17`).
     pub id_prefix: String,
+    /// HTTP/2: send a PING after this long (and then every interval); `None` sends none.
+    /// Default 30 s.
+    pub h2_keepalive_interval: Option<Duration>,
+    /// HTTP/2: a PING not answered within this ends the connection (reason
+    /// `keepalive_timeout`). Default 20 s.
+    pub h2_keepalive_timeout: Duration,
 }
 
 impl Default for Config {
@@ -83,6 +89,8 @@ impl Default for Config {
             write_high_water: 64 * 1024,
             write_low_water: 16 * 1024,
             id_prefix: "c".to_owned(),
+            h2_keepalive_interval: Some(Duration::from_secs(30)),
+            h2_keepalive_timeout: Duration::from_secs(20),
         }
     }
 }

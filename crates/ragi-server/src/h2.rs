@@ -302,6 +302,12 @@ where
         Ok(c) => c,
         Err(e) => return Some(reason_of(&e, stats)),
     };
+    // Keep-alive pings: resolves only when a PING goes unanswered in time.
+    let mut keepalive = std::pin::pin!(keepalive(
+        h2c.ping_pong(),
+        srv.cfg.h2_keepalive_interval,
+        srv.cfg.h2_keepalive_timeout,
+    ));
 
     let ctx = Arc::new(StreamCtx {
         srv: srv.clone(),
@@ -401,6 +407,12 @@ where
                     abort_at = Some(tokio::time::Instant::from_std(deadline));
                 }
             }
+            _ = &mut keepalive => {
+                tracing::debug!(conn = %conn.id, "PING unanswered; closing");
+                h2c.abrupt_shutdown(Reason::NO_ERROR);
+                flush_briefly(&mut h2c).await;
+                break Some(DisconnectReason::KeepaliveTimeout);
+            }
             _ = ctx.resets.calm.notified() => {
                 tracing::warn!(conn = %conn.id, "too many client stream resets; GOAWAY ENHANCE_YOUR_CALM");
                 h2c.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM);
@@ -462,6 +474,27 @@ struct StreamCtx {
     tls: Option<Arc<ragi::TlsInfo>>,
     stats: Arc<IoStats>,
     resets: ResetBudget,
+}
+
+/// Pings the client every `interval`; returns when a PING is not answered within `timeout`
+/// (never, when pings are off or the connection ends first).
+async fn keepalive(
+    ping_pong: Option<h2::PingPong>,
+    interval: Option<std::time::Duration>,
+    timeout: std::time::Duration,
+) {
+    let (Some(mut pp), Some(interval)) = (ping_pong, interval) else {
+        return std::future::pending().await;
+    };
+    loop {
+        tokio::time::sleep(interval).await;
+        match tokio::time::timeout(timeout, pp.ping(h2::Ping::opaque())).await {
+            Ok(Ok(_pong)) => {}
+            // The connection is ending anyway; let the accept loop report why.
+            Ok(Err(_)) => return std::future::pending().await,
+            Err(_) => return,
+        }
+    }
 }
 
 /// Client resets allowed per connection within [`RESET_WINDOW`]; beyond, the connection ends
@@ -1723,6 +1756,46 @@ mod tests {
             sent < (RESET_BUDGET * 5) as usize,
             "the flood was not cut short: {sent} resets sent"
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unanswered_pings_end_the_connection_with_keepalive_timeout() {
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let cfg = crate::Config {
+            h2_keepalive_interval: Some(Duration::from_millis(100)),
+            h2_keepalive_timeout: Duration::from_millis(200),
+            ..Default::default()
+        };
+        let h = serve(app(tx), cfg).await;
+        // A client that sends the preface and its SETTINGS, then never reads or answers.
+        let mut tcp = TcpStream::connect(h.addr).await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(
+            &mut tcp,
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0",
+        )
+        .await
+        .unwrap();
+        let closed = tokio::time::timeout(WAIT, h.served).await.unwrap().unwrap();
+        assert_eq!(closed.reason, Some(DisconnectReason::KeepaliveTimeout));
+        drop(tcp);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn answered_pings_keep_the_connection() {
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let cfg = crate::Config {
+            h2_keepalive_interval: Some(Duration::from_millis(50)),
+            h2_keepalive_timeout: Duration::from_millis(500),
+            ..Default::default()
+        };
+        let h = serve(app(tx), cfg).await;
+        let (mut c, _task) = client(h.addr).await;
+        // Several ping rounds pass; the h2 client answers them; the connection still serves.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let (resp, _) = c.send_request(get("/"), true).unwrap();
+        let resp = tokio::time::timeout(WAIT, resp).await.unwrap().unwrap();
+        assert_eq!(resp.status(), 200);
+        assert!(!h.served.is_finished());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
