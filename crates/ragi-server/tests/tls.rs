@@ -375,3 +375,43 @@ fn certificates_reload_without_dropping_live_connections() {
         DisconnectReason::ClientClosed
     );
 }
+
+#[test]
+fn alpn_prefers_h2_and_falls_back_to_http11() {
+    let (ca, dir) = (Ca::new(), Dir::new("alpn"));
+    let leaf = ca.leaf("ragi test server", &["localhost"], false);
+    let options = TlsOptions::new(
+        dir.write("cert.pem", &leaf.cert_pem),
+        dir.write("key.pem", &leaf.key_pem),
+    );
+    let srv = start(Arc::new(
+        TlsSettings::load_with_alpn(options, Alpn::Http2AndHttp11).unwrap(),
+    ));
+
+    // A client offering only http/1.1 is served HTTP/1.1.
+    let mut only11 = (*client_config(&ca, None)).clone();
+    only11.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let text = get(srv.addr, Arc::new(only11)).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert_eq!(
+        srv.seen.scopes.lock().unwrap()[0]
+            .1
+            .as_ref()
+            .unwrap()
+            .alpn
+            .as_deref(),
+        Some("http/1.1")
+    );
+
+    // A client offering h2 first gets h2 (the handshake alone shows it).
+    let mut s = connect(srv.addr, client_config(&ca, None));
+    while s.conn.is_handshaking() {
+        s.conn.complete_io(&mut s.sock).unwrap();
+    }
+    assert_eq!(s.conn.alpn_protocol(), Some(b"h2".as_slice()));
+    wait_for("two accepted notices", || {
+        srv.seen.accepted.lock().unwrap().len() == 2
+    });
+    let accepted = srv.seen.accepted.lock().unwrap().clone();
+    assert_eq!(accepted[1].as_ref().unwrap().alpn.as_deref(), Some("h2"));
+}
