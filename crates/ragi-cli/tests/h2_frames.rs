@@ -1,0 +1,281 @@
+//! Malformed HTTP/2, in the spirit of h2spec: hand-built frames over a raw socket to the
+//! probe (h2c by prior knowledge). Each case checks the RFC 9113 error the server answers
+//! with (GOAWAY or RST_STREAM code) and that the server goes on serving.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use support::Server;
+
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+const DATA: u8 = 0;
+const HEADERS: u8 = 1;
+const PRIORITY: u8 = 2;
+const SETTINGS: u8 = 4;
+const GOAWAY: u8 = 7;
+const RST_STREAM: u8 = 3;
+const WINDOW_UPDATE: u8 = 8;
+const CONTINUATION: u8 = 9;
+const END_STREAM: u8 = 0x1;
+const END_HEADERS: u8 = 0x4;
+
+const PROTOCOL_ERROR: u32 = 0x1;
+const FLOW_CONTROL_ERROR: u32 = 0x3;
+const STREAM_CLOSED: u32 = 0x5;
+const FRAME_SIZE_ERROR: u32 = 0x6;
+const COMPRESSION_ERROR: u32 = 0x9;
+
+fn frame(ty: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, ty, flags];
+    f.extend_from_slice(&(stream & 0x7fff_ffff).to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// `GET /` with HPACK static-table indexes and a literal `:authority`.
+fn get_block() -> Vec<u8> {
+    let mut b = vec![0x82, 0x86, 0x84, 0x41, 9];
+    b.extend_from_slice(b"localhost");
+    b
+}
+
+/// What the server said about the error, or how the connection ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Answer {
+    GoAway(u32),
+    Reset(u32, u32),
+    Closed,
+    Nothing,
+}
+
+/// Opens an h2c connection, sends the preface and an empty SETTINGS, then `bytes`; reads
+/// frames until a GOAWAY, a RST_STREAM, the close, or 3 s.
+fn exchange(s: &Server, bytes: &[u8]) -> Answer {
+    let mut tcp = TcpStream::connect(s.hostport()).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut out = PREFACE.to_vec();
+    out.extend(frame(SETTINGS, 0, 0, &[]));
+    out.extend_from_slice(bytes);
+    let _ = tcp.write_all(&out);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut buf = Vec::new();
+    loop {
+        while buf.len() >= 9 {
+            let len = ((buf[0] as usize) << 16) | ((buf[1] as usize) << 8) | buf[2] as usize;
+            if buf.len() < 9 + len {
+                break;
+            }
+            let (ty, stream) = (
+                buf[3],
+                u32::from_be_bytes([buf[5], buf[6], buf[7], buf[8]]) & 0x7fff_ffff,
+            );
+            let p = &buf[9..9 + len];
+            match ty {
+                GOAWAY if len >= 8 => {
+                    return Answer::GoAway(u32::from_be_bytes([p[4], p[5], p[6], p[7]]))
+                }
+                RST_STREAM if len == 4 => {
+                    return Answer::Reset(stream, u32::from_be_bytes([p[0], p[1], p[2], p[3]]))
+                }
+                _ => {}
+            }
+            buf.drain(..9 + len);
+        }
+        if Instant::now() > deadline {
+            return Answer::Nothing;
+        }
+        let mut chunk = [0u8; 16384];
+        match tcp.read(&mut chunk) {
+            Ok(0) => return Answer::Closed,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return Answer::Closed,
+        }
+    }
+}
+
+fn still_serving(s: &Server) {
+    let r = s.get("/");
+    assert_eq!(r.status, 200, "the server stopped serving");
+}
+
+#[test]
+fn data_on_an_idle_stream_is_a_protocol_error() {
+    let s = Server::start(&[]);
+    assert_eq!(
+        exchange(&s, &frame(DATA, 0, 1, b"x")),
+        Answer::GoAway(PROTOCOL_ERROR)
+    );
+    still_serving(&s);
+}
+
+#[test]
+fn invalid_settings_values() {
+    let s = Server::start(&[]);
+    // ENABLE_PUSH = 2.
+    let push = [0, 2, 0, 0, 0, 2];
+    assert_eq!(
+        exchange(&s, &frame(SETTINGS, 0, 0, &push)),
+        Answer::GoAway(PROTOCOL_ERROR)
+    );
+    // INITIAL_WINDOW_SIZE above 2^31-1: RFC 9113 §6.5.2 names FLOW_CONTROL_ERROR; the h2
+    // crate answers PROTOCOL_ERROR (a known deviation, docs/decisions.md).
+    let window = [0, 4, 0x80, 0, 0, 0];
+    let answer = exchange(&s, &frame(SETTINGS, 0, 0, &window));
+    assert!(
+        matches!(
+            answer,
+            Answer::GoAway(FLOW_CONTROL_ERROR) | Answer::GoAway(PROTOCOL_ERROR)
+        ),
+        "{answer:?}"
+    );
+    // MAX_FRAME_SIZE below 16 384.
+    let small = [0, 5, 0, 0, 0x10, 0];
+    assert_eq!(
+        exchange(&s, &frame(SETTINGS, 0, 0, &small)),
+        Answer::GoAway(PROTOCOL_ERROR)
+    );
+    // A SETTINGS frame whose length is not a multiple of 6: RFC 9113 §6.5 names
+    // FRAME_SIZE_ERROR; the h2 crate answers PROTOCOL_ERROR (docs/decisions.md).
+    let answer = exchange(&s, &frame(SETTINGS, 0, 0, &[0, 1, 0]));
+    assert!(
+        matches!(
+            answer,
+            Answer::GoAway(FRAME_SIZE_ERROR) | Answer::GoAway(PROTOCOL_ERROR)
+        ),
+        "{answer:?}"
+    );
+    still_serving(&s);
+}
+
+#[test]
+fn oversized_frame_is_a_frame_size_error() {
+    let s = Server::start(&[]);
+    let big = vec![0u8; 16_385];
+    let mut bytes = frame(HEADERS, END_HEADERS, 1, &get_block());
+    bytes.extend(frame(DATA, 0, 1, &big));
+    assert_eq!(exchange(&s, &bytes), Answer::GoAway(FRAME_SIZE_ERROR));
+    still_serving(&s);
+}
+
+#[test]
+fn hpack_decoding_error_is_a_connection_error() {
+    let s = Server::start(&[]);
+    // RFC 7541 makes these decoding errors, COMPRESSION_ERROR; the h2 crate answers every
+    // HPACK decoding error with PROTOCOL_ERROR (docs/decisions.md). A connection error
+    // either way.
+    for block in [vec![0x80], vec![0xff, 0xff, 0xff, 0x0f]] {
+        let answer = exchange(&s, &frame(HEADERS, END_HEADERS | END_STREAM, 1, &block));
+        assert!(
+            matches!(
+                answer,
+                Answer::GoAway(COMPRESSION_ERROR) | Answer::GoAway(PROTOCOL_ERROR)
+            ),
+            "block {block:x?}: {answer:?}"
+        );
+    }
+    still_serving(&s);
+}
+
+#[test]
+fn window_overflow_is_a_flow_control_error() {
+    let s = Server::start(&[]);
+    // The connection window starts at 65 535; adding 2^31-1 overflows it.
+    let bytes = frame(WINDOW_UPDATE, 0, 0, &0x7fff_ffffu32.to_be_bytes());
+    assert_eq!(exchange(&s, &bytes), Answer::GoAway(FLOW_CONTROL_ERROR));
+    // A zero increment on the connection is a protocol error.
+    let bytes = frame(WINDOW_UPDATE, 0, 0, &0u32.to_be_bytes());
+    assert_eq!(exchange(&s, &bytes), Answer::GoAway(PROTOCOL_ERROR));
+    still_serving(&s);
+}
+
+#[test]
+fn continuation_flood_ends_the_connection() {
+    let s = Server::start(&[]);
+    // HEADERS without END_HEADERS, then CONTINUATION frames far past the 64 KiB header list.
+    let mut bytes = frame(HEADERS, 0, 1, &get_block());
+    let filler = {
+        let mut f = vec![0x40, 3];
+        f.extend_from_slice(b"x-a");
+        f.push(0x7f);
+        f.push(0x81);
+        f.push(0x7f); // value length 127 + 128*127 = 16 383
+        f.extend(std::iter::repeat_n(b'v', 16_383));
+        f
+    };
+    for _ in 0..20 {
+        bytes.extend(frame(
+            CONTINUATION,
+            0,
+            1,
+            &filler[..filler.len().min(16_384)],
+        ));
+    }
+    let answer = exchange(&s, &bytes);
+    assert!(
+        matches!(
+            answer,
+            Answer::GoAway(_) | Answer::Closed | Answer::Reset(1, _)
+        ),
+        "a CONTINUATION flood was not stopped: {answer:?}"
+    );
+    still_serving(&s);
+}
+
+#[test]
+fn priority_self_dependency_is_a_protocol_error() {
+    let s = Server::start(&[]);
+    // Stream 1 depends on itself (weight 16).
+    let payload = [0, 0, 0, 1, 15];
+    let answer = exchange(&s, &frame(PRIORITY, 0, 1, &payload));
+    assert!(
+        matches!(
+            answer,
+            Answer::Reset(1, PROTOCOL_ERROR) | Answer::GoAway(PROTOCOL_ERROR)
+        ),
+        "{answer:?}"
+    );
+    still_serving(&s);
+}
+
+#[test]
+fn data_on_a_closed_stream_is_stream_closed() {
+    let s = Server::start(&[]);
+    let mut bytes = frame(HEADERS, END_HEADERS | END_STREAM, 1, &get_block());
+    bytes.extend(frame(DATA, 0, 1, b"late"));
+    let answer = exchange(&s, &bytes);
+    // RFC 9113 §5.1 (half-closed remote) names STREAM_CLOSED; the h2 crate ends the whole
+    // connection with PROTOCOL_ERROR (a known deviation, docs/decisions.md).
+    assert!(
+        matches!(
+            answer,
+            Answer::Reset(1, STREAM_CLOSED)
+                | Answer::GoAway(STREAM_CLOSED)
+                | Answer::GoAway(PROTOCOL_ERROR)
+        ),
+        "{answer:?}"
+    );
+    still_serving(&s);
+}
+
+#[test]
+fn a_bad_preface_gets_an_http11_error_or_a_close() {
+    let s = Server::start(&[]);
+    let mut tcp = TcpStream::connect(s.hostport()).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    tcp.write_all(b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n").unwrap();
+    let mut got = Vec::new();
+    let _ = tcp.read_to_end(&mut got);
+    let text = String::from_utf8_lossy(&got);
+    assert!(got.is_empty() || text.starts_with("HTTP/1.1 400"), "{text}");
+    still_serving(&s);
+}
