@@ -47,6 +47,9 @@ fn get_block() -> Vec<u8> {
 #[derive(Debug, PartialEq, Eq)]
 enum Answer {
     GoAway(u32),
+    /// A response head on a stream: the stream and the first byte of its header block
+    /// (`0x88` is `:status 200`).
+    Headers(u32, u8),
     Reset(u32, u32),
     Closed,
     Nothing,
@@ -82,6 +85,7 @@ fn exchange(s: &Server, bytes: &[u8]) -> Answer {
                 RST_STREAM if len == 4 => {
                     return Answer::Reset(stream, u32::from_be_bytes([p[0], p[1], p[2], p[3]]))
                 }
+                HEADERS if stream != 0 && !p.is_empty() => return Answer::Headers(stream, p[0]),
                 _ => {}
             }
             buf.drain(..9 + len);
@@ -277,5 +281,141 @@ fn a_bad_preface_gets_an_http11_error_or_a_close() {
     let _ = tcp.read_to_end(&mut got);
     let text = String::from_utf8_lossy(&got);
     assert!(got.is_empty() || text.starts_with("HTTP/1.1 400"), "{text}");
+    still_serving(&s);
+}
+
+/// Reads frames until `stop` returns Some, the close, or 3 s.
+fn read_frames<T>(
+    tcp: &mut TcpStream,
+    mut stop: impl FnMut(u8, u8, u32, &[u8]) -> Option<T>,
+) -> Option<T> {
+    tcp.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut buf = Vec::new();
+    loop {
+        while buf.len() >= 9 {
+            let len = ((buf[0] as usize) << 16) | ((buf[1] as usize) << 8) | buf[2] as usize;
+            if buf.len() < 9 + len {
+                break;
+            }
+            let stream = u32::from_be_bytes([buf[5], buf[6], buf[7], buf[8]]) & 0x7fff_ffff;
+            if let Some(t) = stop(buf[3], buf[4], stream, &buf[9..9 + len]) {
+                return Some(t);
+            }
+            buf.drain(..9 + len);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        let mut chunk = [0u8; 16384];
+        match tcp.read(&mut chunk) {
+            Ok(0) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return None,
+        }
+    }
+}
+
+#[test]
+fn server_settings_advertise_the_limits() {
+    let s = Server::start(&[]);
+    let mut tcp = TcpStream::connect(s.hostport()).unwrap();
+    let mut out = PREFACE.to_vec();
+    out.extend(frame(SETTINGS, 0, 0, &[]));
+    tcp.write_all(&out).unwrap();
+    let settings = read_frames(&mut tcp, |ty, flags, _, p| {
+        (ty == SETTINGS && flags & 1 == 0).then(|| p.to_vec())
+    })
+    .expect("the server's SETTINGS");
+    let value = |id: u16| {
+        settings
+            .chunks(6)
+            .find(|c| u16::from_be_bytes([c[0], c[1]]) == id)
+            .map(|c| u32::from_be_bytes([c[2], c[3], c[4], c[5]]))
+    };
+    assert_eq!(value(0x3), Some(100), "SETTINGS_MAX_CONCURRENT_STREAMS");
+    assert_eq!(value(0x6), Some(65_536), "SETTINGS_MAX_HEADER_LIST_SIZE");
+    assert_eq!(
+        value(0x8),
+        Some(1),
+        "SETTINGS_ENABLE_CONNECT_PROTOCOL (extended CONNECT)"
+    );
+}
+
+#[test]
+fn streams_beyond_the_concurrency_limit_are_refused() {
+    let s = Server::start(&[]);
+    let mut tcp = TcpStream::connect(s.hostport()).unwrap();
+    let mut out = PREFACE.to_vec();
+    out.extend(frame(SETTINGS, 0, 0, &[]));
+    // 101 requests that the probe holds open (/hold/… never answers).
+    for i in 0..101u32 {
+        let path = format!("/hold/lim{i}");
+        let mut block = vec![0x82, 0x86, 0x44, path.len() as u8];
+        block.extend_from_slice(path.as_bytes());
+        block.extend_from_slice(&[0x41, 9]);
+        block.extend_from_slice(b"localhost");
+        out.extend(frame(HEADERS, END_HEADERS | END_STREAM, 2 * i + 1, &block));
+    }
+    tcp.write_all(&out).unwrap();
+    let refused = read_frames(&mut tcp, |ty, _, stream, p| {
+        (ty == RST_STREAM || ty == GOAWAY).then(|| (ty, stream, p.to_vec()))
+    })
+    .expect("the 101st stream is refused");
+    const REFUSED_STREAM: u32 = 0x7;
+    let (ty, stream, p) = refused;
+    assert_eq!(ty, RST_STREAM, "a stream error, not the connection: {p:x?}");
+    assert_eq!(stream, 201);
+    assert_eq!(u32::from_be_bytes([p[0], p[1], p[2], p[3]]), REFUSED_STREAM);
+    // The first 100 reached the app; closing the connection ends them.
+    s.wait_seen("lim99", Duration::from_secs(5));
+    drop(tcp);
+    let o = s.observed("lim0", 3000);
+    assert!(o.reason.is_some(), "{o:?}");
+    still_serving(&s);
+}
+
+#[test]
+fn a_header_list_over_the_limit_is_refused() {
+    let s = Server::start(&[]);
+    // HEADERS + CONTINUATION carrying ~80 KiB of one header.
+    let mut block = get_block();
+    block.extend_from_slice(&[0x40, 3]);
+    block.extend_from_slice(b"x-a");
+    // Value length 80 000 as an HPACK integer with a 7-bit prefix: 127 + 79 873.
+    let mut n = 80_000u32 - 127;
+    block.push(0x7f);
+    while n >= 128 {
+        block.push((n % 128) as u8 | 0x80);
+        n /= 128;
+    }
+    block.push(n as u8);
+    block.extend(std::iter::repeat_n(b'v', 80_000));
+    let mut bytes = Vec::new();
+    let mut chunks = block.chunks(16_384).peekable();
+    let first = chunks.next().unwrap();
+    bytes.extend(frame(HEADERS, END_STREAM, 1, first));
+    while let Some(c) = chunks.next() {
+        let flags = if chunks.peek().is_none() {
+            END_HEADERS
+        } else {
+            0
+        };
+        bytes.extend(frame(CONTINUATION, flags, 1, c));
+    }
+    let answer = exchange(&s, &bytes);
+    assert!(
+        matches!(
+            answer,
+            Answer::Reset(1, _) | Answer::GoAway(_) | Answer::Closed
+        ) || matches!(answer, Answer::Headers(1, first) if first != 0x88),
+        "an 80 KiB header list was not refused: {answer:?}"
+    );
     still_serving(&s);
 }
