@@ -217,7 +217,10 @@ impl Server {
             }
             match rx.recv_timeout(remaining) {
                 Ok(line) => {
-                    if let Some(rest) = line.strip_prefix("listening on http://") {
+                    let rest = line
+                        .strip_prefix("listening on http://")
+                        .or_else(|| line.strip_prefix("listening on https://"));
+                    if let Some(rest) = rest {
                         match rest.parse::<SocketAddr>() {
                             Ok(a) => server.addrs.push(a),
                             Err(_) => near_misses.push(line.clone()),
