@@ -415,3 +415,55 @@ fn alpn_prefers_h2_and_falls_back_to_http11() {
     let accepted = srv.seen.accepted.lock().unwrap().clone();
     assert_eq!(accepted[1].as_ref().unwrap().alpn.as_deref(), Some("h2"));
 }
+
+#[test]
+fn h2_over_tls_via_alpn() {
+    let (ca, dir) = (Ca::new(), Dir::new("h2tls"));
+    let leaf = ca.leaf("ragi test server", &["localhost"], false);
+    let options = TlsOptions::new(
+        dir.write("cert.pem", &leaf.cert_pem),
+        dir.write("key.pem", &leaf.key_pem),
+    );
+    let srv = start(Arc::new(
+        TlsSettings::load_with_alpn(options, Alpn::Http2AndHttp11).unwrap(),
+    ));
+    let addr = srv.addr;
+    let cfg = client_config(&ca, None); // offers h2 first
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let body = rt.block_on(async move {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let tls = tokio_rustls::TlsConnector::from(cfg)
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .unwrap();
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(b"h2".as_slice()));
+        let (mut h2c, conn) = h2::client::handshake(tls).await.unwrap();
+        tokio::spawn(conn);
+        let req = http::Request::builder()
+            .uri("https://localhost/")
+            .body(())
+            .unwrap();
+        let (resp, _) = h2c.send_request(req, true).unwrap();
+        let resp = tokio::time::timeout(Duration::from_secs(5), resp)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let mut recv = resp.into_body();
+        let mut got = Vec::new();
+        while let Some(chunk) = recv.data().await {
+            let chunk = chunk.unwrap();
+            let _ = recv.flow_control().release_capacity(chunk.len());
+            got.extend_from_slice(&chunk);
+        }
+        got
+    });
+    assert_eq!(body, b"Hello over TLS");
+    let scopes = srv.seen.scopes.lock().unwrap().clone();
+    let (scheme, info) = &scopes[0];
+    assert_eq!(scheme, "https");
+    assert_eq!(info.as_ref().unwrap().alpn.as_deref(), Some("h2"));
+}
