@@ -676,6 +676,7 @@ fn start_stream(
         send: None,
         head_only,
         request_line: Some(request_line),
+        stall: None,
     };
     ctx.conn.task_started();
     let conn = ctx.conn.clone();
@@ -1158,6 +1159,9 @@ struct StreamDriver {
     send: Option<SendStream<Bytes>>,
     head_only: bool,
     request_line: Option<String>,
+    /// Armed while response data waits for flow-control window: the write stall limit
+    /// (`Config::write_timeout`); when it fires the stream is reset (`write_timeout`).
+    stall: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 enum Step {
@@ -1304,6 +1308,18 @@ impl StreamDriver {
                             Poll::Pending => {
                                 st.queue.push_front(Out::Data { data, end });
                                 st.driver_waker = Some(cx.waker().clone());
+                                drop(st);
+                                // The client gives no window: a write stall.
+                                if let Some(limit) = self.ctx.srv.cfg.write_timeout {
+                                    let stall = self
+                                        .stall
+                                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+                                    if stall.as_mut().poll(cx).is_ready() {
+                                        self.reset(Reason::CANCEL);
+                                        self.shared.disconnect(DisconnectReason::WriteTimeout);
+                                        return Step::Done;
+                                    }
+                                }
                                 return Step::Wait;
                             }
                         }
@@ -1312,6 +1328,7 @@ impl StreamDriver {
                             return Step::Again;
                         }
                     }
+                    self.stall = None;
                     let piece = data.split_to(cap.min(data.len()));
                     let last = end && data.is_empty();
                     st.queued -= piece.len();
@@ -1676,6 +1693,41 @@ mod tests {
         assert_eq!(closed.requests, 1);
         assert!(closed.bytes_in > 24 && closed.bytes_out > 0, "{closed:?}");
         assert_eq!(closed.reason, Some(DisconnectReason::ClientClosed));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_that_opens_no_window_ends_with_write_timeout() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let cfg = crate::Config {
+            write_timeout: Some(Duration::from_millis(300)),
+            ..Default::default()
+        };
+        let h = serve(app(tx), cfg).await;
+        let (mut c, _task) = client(h.addr).await;
+        let req = Request::builder()
+            .method("POST")
+            .uri("http://example.test/echo")
+            .body(())
+            .unwrap();
+        let (resp, mut body) = c.send_request(req, false).unwrap();
+        let (_, conn) = next_conn(&mut rx).await;
+        // 200 KB to echo; the client never reads the response, so its window stays shut.
+        let payload = Bytes::from(vec![b'z'; 200_000]);
+        tokio::spawn(async move {
+            let mut rest = payload;
+            while !rest.is_empty() {
+                body.reserve_capacity(rest.len());
+                let Some(Ok(n)) = std::future::poll_fn(|cx| body.poll_capacity(cx)).await else {
+                    return;
+                };
+                let piece = rest.split_to(n.min(rest.len()));
+                if body.send_data(piece, rest.is_empty()).is_err() {
+                    return;
+                }
+            }
+        });
+        let _head = tokio::time::timeout(WAIT, resp).await.unwrap().unwrap();
+        assert_eq!(reason_soon(&conn).await, DisconnectReason::WriteTimeout);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
