@@ -645,6 +645,8 @@ fn start_stream(
         limit: srv.cfg.max_body_size,
         final_delivered: false,
         stats: ctx.stats.clone(),
+        stall_limit: srv.cfg.request_timeout,
+        stall: None,
     };
     let sink = H2Sink {
         shared: shared.clone(),
@@ -1092,6 +1094,9 @@ struct BodySource {
     limit: u64,
     final_delivered: bool,
     stats: Arc<IoStats>,
+    /// `Config::request_timeout`: how long the client may stall the body the app waits for.
+    stall_limit: Option<std::time::Duration>,
+    stall: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl ReceiveSource for BodySource {
@@ -1108,6 +1113,7 @@ impl ReceiveSource for BodySource {
         }
         match self.recv.poll_data(cx) {
             Poll::Ready(Some(Ok(data))) => {
+                self.stall = None;
                 let _ = self.recv.flow_control().release_capacity(data.len());
                 self.received += data.len() as u64;
                 if self.received > self.limit {
@@ -1139,6 +1145,18 @@ impl ReceiveSource for BodySource {
                 Poll::Ready(ReceiveEvent::Disconnect { reason: r })
             }
             Poll::Pending => {
+                // The app waits for body bytes the client does not send: a read stall.
+                if let Some(limit) = self.stall_limit {
+                    let stall = self
+                        .stall
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+                    if stall.as_mut().poll(cx).is_ready() {
+                        self.shared.disconnect(DisconnectReason::ClientTimeout);
+                        return Poll::Ready(ReceiveEvent::Disconnect {
+                            reason: DisconnectReason::ClientTimeout,
+                        });
+                    }
+                }
                 let mut st = self.shared.lock();
                 if let Some(r) = &st.disconnect {
                     return Poll::Ready(ReceiveEvent::Disconnect { reason: r.clone() });
@@ -1231,8 +1249,13 @@ impl StreamDriver {
         let mut st = self.shared.lock();
         if let Some(reason) = st.disconnect.clone() {
             drop(st);
-            if reason == DisconnectReason::BodyTooLarge && self.respond.is_some() {
-                let mut resp = server_response(&self.ctx, 413);
+            let status = match reason {
+                DisconnectReason::BodyTooLarge => Some(413),
+                DisconnectReason::ClientTimeout => Some(408),
+                _ => None,
+            };
+            if let (Some(status), true) = (status, self.respond.is_some()) {
+                let mut resp = server_response(&self.ctx, status);
                 resp.headers_mut()
                     .insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
                 if let Some(mut r) = self.respond.take() {
@@ -1728,6 +1751,30 @@ mod tests {
         });
         let _head = tokio::time::timeout(WAIT, resp).await.unwrap().unwrap();
         assert_eq!(reason_soon(&conn).await, DisconnectReason::WriteTimeout);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stalled_request_body_gets_408_and_client_timeout() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let cfg = crate::Config {
+            request_timeout: Some(Duration::from_millis(300)),
+            ..Default::default()
+        };
+        let h = serve(app(tx), cfg).await;
+        let (mut c, _task) = client(h.addr).await;
+        let req = Request::builder()
+            .method("POST")
+            .uri("http://example.test/echo")
+            .body(())
+            .unwrap();
+        // Some body, then nothing: the stream stays open.
+        let (resp, mut body) = c.send_request(req, false).unwrap();
+        body.send_data(Bytes::from_static(b"start"), false).unwrap();
+        let (_, conn) = next_conn(&mut rx).await;
+        assert_eq!(reason_soon(&conn).await, DisconnectReason::ClientTimeout);
+        let resp = tokio::time::timeout(WAIT, resp).await.unwrap().unwrap();
+        assert_eq!(resp.status(), 408);
+        drop(body);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
