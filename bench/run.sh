@@ -3,13 +3,20 @@
 #
 #   bash bench/run.sh                       # everything, 3 rounds x 8 s
 #   SERVERS="hyper actix" ROUNDS=1 DURATION=3s bash bench/run.sh
+#   SERVERS='ragi hyper-h2 hyper-tls' WORKLOADS='H2 TLS' IDLE_CONNS=0 bash bench/run.sh
 #
 # See bench/README.md for what is measured and how. Environment knobs:
-#   SERVERS       servers to run, subset of "ragi ragi-lc hyper actix" (default
-#                 "ragi hyper actix"; ragi-lc is ragi with the probe's lifecycle
-#                 listener on, to measure what the listener costs; it needs ragi)
-#   WORKLOADS     subset of "A B" (A = plain keep-alive, B = 8-deep pipeline;
-#                 "plain"/"pipeline" are accepted too) (default "A B")
+#   SERVERS       servers to run, subset of "ragi ragi-lc hyper actix hyper-h2
+#                 hyper-tls" (default "ragi hyper actix"; ragi-lc is ragi with the
+#                 probe's lifecycle listener on, to measure what the listener
+#                 costs; it needs ragi). Each workload runs only on the servers
+#                 that speak it: A/B on ragi, ragi-lc, hyper, actix; H2 on ragi,
+#                 ragi-lc, hyper-h2; TLS on ragi, ragi-lc, hyper-tls
+#   WORKLOADS     subset of "A B H2 TLS" (A = plain keep-alive, B = 8-deep
+#                 pipeline, H2 = h2load over h2c prior knowledge, TLS = wrk over
+#                 HTTPS/1.1; "plain"/"pipeline"/"h2c"/"https" are accepted too)
+#                 (default "A B")
+#   H2_STREAMS    h2load -m (concurrent streams per connection) for H2 (default 10)
 #   ROUNDS        interleaved rounds; medians are reported (default 3)
 #   DURATION      wrk duration per measured run (default 8s)
 #   WARMUP        unmeasured wrk run before each server's round, 0 = off (default 1s)
@@ -43,6 +50,7 @@ DURATION="${DURATION:-8s}"
 WARMUP="${WARMUP:-1s}"
 CONNECTIONS="${CONNECTIONS:-64}"
 PIPELINE="${PIPELINE:-8}"
+H2_STREAMS="${H2_STREAMS:-10}"
 IDLE_CONNS="${IDLE_CONNS:-10000}"
 IDLE_HOLD="${IDLE_HOLD:-2}"
 SERVER_CPU="${SERVER_CPU:-0}"
@@ -57,6 +65,10 @@ RAGI_BIN_SET="${RAGI_BIN:+1}"
 RAGI_BIN="${RAGI_BIN:-$ROOT_DIR/target/release/ragi}"
 HYPER_BIN="$BENCH_DIR/target/release/hyper-hello"
 ACTIX_BIN="$BENCH_DIR/target/release/actix-hello"
+HYPER_H2_BIN="$BENCH_DIR/target/release/hyper-h2"
+HYPER_TLS_BIN="$BENCH_DIR/target/release/hyper-tls"
+TLS_CERT=""           # set in main when TLS is among the workloads
+TLS_KEY=""
 
 FOREIGN_WARN="${FOREIGN_WARN:-10}"  # warn when other processes use more than this % of a core
 READY_TIMEOUT=20      # seconds to wait for a server to print its address and answer
@@ -67,16 +79,19 @@ die() { printf '[bench] ERROR: %s\n' "$*" >&2; exit 1; }
 
 # ---------------------------------------------------------------- validation
 for s in $SERVERS; do
-    case "$s" in ragi|ragi-lc|hyper|actix) ;; *) die "unknown server '$s' in SERVERS (want: ragi ragi-lc hyper actix)";; esac
+    case "$s" in ragi|ragi-lc|hyper|actix|hyper-h2|hyper-tls) ;; *) die "unknown server '$s' in SERVERS (want: ragi ragi-lc hyper actix hyper-h2 hyper-tls)";; esac
 done
 WL_LIST=""
 for w in $WORKLOADS; do
     case "$w" in
         A|a|plain) WL_LIST="$WL_LIST A" ;;
         B|b|pipeline|pipelined) WL_LIST="$WL_LIST B" ;;
-        *) die "unknown workload '$w' in WORKLOADS (want: A B)" ;;
+        H2|h2|h2c|http2) WL_LIST="$WL_LIST H2" ;;
+        TLS|tls|https) WL_LIST="$WL_LIST TLS" ;;
+        *) die "unknown workload '$w' in WORKLOADS (want: A B H2 TLS)" ;;
     esac
 done
+[[ "$H2_STREAMS" =~ ^[1-9][0-9]*$ ]] || die "H2_STREAMS must be a positive integer, got '$H2_STREAMS'"
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer, got '$ROUNDS'"
 [[ "$QUIET_WAIT" =~ ^[0-9]+$ ]] || die "QUIET_WAIT must be an integer, got '$QUIET_WAIT'"
 [[ "$FOREIGN_WARN" =~ ^[0-9]+$ ]] || die "FOREIGN_WARN must be an integer, got '$FOREIGN_WARN'"
@@ -84,6 +99,26 @@ done
 [[ "$DURATION" =~ ^[0-9]+(\.[0-9]+)?[smh]?$ ]] || die "DURATION must look like 8s / 30 / 1m, got '$DURATION'"
 [[ "$WARMUP" =~ ^[0-9]+(\.[0-9]+)?[smh]?$ ]] || die "WARMUP must look like 1s / 0, got '$WARMUP'"
 [[ -n "$SERVERS" ]] || die "SERVERS is empty"
+
+# speaks SERVER WORKLOAD: true when the server takes part in that workload.
+# A and B (and the idle test) are cleartext HTTP/1.1; H2 is h2c with prior
+# knowledge; TLS is HTTP/1.1 over TLS.
+speaks() {
+    case "$2" in
+        A|B|idle) [[ "$1" == ragi || "$1" == ragi-lc || "$1" == hyper || "$1" == actix ]] ;;
+        H2)       [[ "$1" == ragi || "$1" == ragi-lc || "$1" == hyper-h2 ]] ;;
+        TLS)      [[ "$1" == ragi || "$1" == ragi-lc || "$1" == hyper-tls ]] ;;
+        *) return 1 ;;
+    esac
+}
+has_wl() { [[ " $WL_LIST " == *" $1 "* ]]; }
+for s in $SERVERS; do
+    any=0
+    for w in $WL_LIST; do speaks "$s" "$w" && any=1; done
+    if ((!any)) && ! { ((IDLE_CONNS > 0)) && speaks "$s" idle; }; then
+        printf '[bench] note: %s speaks none of the workloads "%s"; it will not run\n' "$s" "${WL_LIST# }" >&2
+    fi
+done
 
 # ---------------------------------------------------------------- cleanup
 declare -a STARTED_PIDS=()
@@ -130,6 +165,16 @@ need_tools() {
     local missing=()
     command -v wrk >/dev/null 2>&1 || missing+=(wrk)
     command -v taskset >/dev/null 2>&1 || missing+=(util-linux)
+    if has_wl H2; then
+        command -v h2load >/dev/null 2>&1 || missing+=(nghttp2-client)
+    fi
+    if has_wl H2 || has_wl TLS; then
+        # curl checks that the h2c / TLS servers answer before they are measured.
+        command -v curl >/dev/null 2>&1 || missing+=(curl)
+    fi
+    if has_wl TLS; then
+        command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+    fi
     if ((${#missing[@]})); then
         log "installing ${missing[*]} with apt-get"
         [[ $(id -u) -eq 0 ]] || die "need root to apt-get install ${missing[*]} (or install them yourself)"
@@ -138,6 +183,7 @@ need_tools() {
             || die "apt-get install ${missing[*]} failed"
     fi
     command -v wrk >/dev/null 2>&1 || die "wrk still not found after install"
+    if has_wl H2; then command -v h2load >/dev/null 2>&1 || die "h2load still not found after install"; fi
     command -v python3 >/dev/null 2>&1 || die "python3 is required (for the idle-connection client and the report)"
     command -v getconf >/dev/null 2>&1 || die "getconf is required"
 }
@@ -156,7 +202,8 @@ build_all() {
                 die "building ragi failed; full log: $OUT_DIR/build-ragi.log"
             fi
         fi
-        if [[ " $SERVERS " == *" hyper "* || " $SERVERS " == *" actix "* ]]; then
+        if [[ " $SERVERS " == *" hyper "* || " $SERVERS " == *" actix "* \
+              || " $SERVERS " == *" hyper-h2 "* || " $SERVERS " == *" hyper-tls "* ]]; then
             log "building baselines (cargo build --release in $BENCH_DIR)"
             if ! (cd "$BENCH_DIR" && cargo build --release) >"$OUT_DIR/build-baselines.log" 2>&1; then
                 tail -n 30 "$OUT_DIR/build-baselines.log" >&2
@@ -206,6 +253,8 @@ server_bin() {
         ragi|ragi-lc) echo "$RAGI_BIN" ;;
         hyper) echo "$HYPER_BIN" ;;
         actix) echo "$ACTIX_BIN" ;;
+        hyper-h2) echo "$HYPER_H2_BIN" ;;
+        hyper-tls) echo "$HYPER_TLS_BIN" ;;
     esac
 }
 
@@ -213,9 +262,10 @@ server_bin() {
 SERVER_PID=""
 SERVER_PORT=""
 
-# start_server NAME MODE LOGFILE   (MODE: load | idle)
+# start_server NAME MODE LOGFILE   (MODE: load | tls | idle)
 # Sets SERVER_PID and SERVER_PORT. The server binds port 0 and we read the
-# real address from its "listening on http://ADDR" line.
+# real address from its "listening on http://ADDR" (or https://) line.
+# MODE tls serves HTTPS with the run's self-signed certificate.
 start_server() {
     local name="$1" mode="$2" logf="$3" bin
     bin="$(server_bin "$name")"
@@ -232,13 +282,19 @@ start_server() {
             if [[ "$name" == ragi && "$RAGI_LIFECYCLE" != 1 && "$RAGI_HAS_NO_LIFECYCLE" == 1 ]]; then
                 cmd+=(--no-lifecycle)
             fi
+            if [[ "$mode" == tls ]]; then
+                cmd+=(--tls-cert "$TLS_CERT" --tls-key "$TLS_KEY")
+            fi
             if [[ -n "$RAGI_ARGS" ]]; then
                 # shellcheck disable=SC2206
                 cmd+=($RAGI_ARGS)
             fi
             ;;
-        hyper|actix)
+        hyper|actix|hyper-h2)
             cmd=("$bin" --listen 127.0.0.1:0)
+            ;;
+        hyper-tls)
+            cmd=("$bin" --listen 127.0.0.1:0 --tls-cert "$TLS_CERT" --tls-key "$TLS_KEY")
             ;;
     esac
     echo "+ taskset -c $SERVER_CPU ${cmd[*]}" >"$logf"
@@ -254,7 +310,7 @@ start_server() {
             tail -n 20 "$logf" >&2
             die "$name exited before it was ready (log: $logf)"
         fi
-        addr="$(grep -m1 -o 'listening on http://[^ ]*' "$logf" 2>/dev/null | sed 's#listening on http://##' || true)"
+        addr="$(grep -m1 -o 'listening on https\?://[^ ]*' "$logf" 2>/dev/null | sed 's#listening on https\?://##' || true)"
         if [[ -n "$addr" ]]; then
             SERVER_PORT="${addr##*:}"
             SERVER_PORT="${SERVER_PORT%%/*}"
@@ -262,10 +318,13 @@ start_server() {
         fi
         sleep 0.05
     done
-    [[ -n "$SERVER_PORT" ]] || { tail -n 20 "$logf" >&2; die "$name did not print 'listening on http://ADDR' within ${READY_TIMEOUT}s (log: $logf)"; }
+    [[ -n "$SERVER_PORT" ]] || { tail -n 20 "$logf" >&2; die "$name did not print 'listening on http(s)://ADDR' within ${READY_TIMEOUT}s (log: $logf)"; }
 
+    # How to check that it answers: hyper-h2 speaks only h2c, TLS mode only HTTPS.
+    local check=h1
+    if [[ "$mode" == tls ]]; then check=tls; elif [[ "$name" == hyper-h2 ]]; then check=h2c; fi
     while ((SECONDS < deadline)); do
-        if http_ok "$SERVER_PORT"; then
+        if http_ok "$SERVER_PORT" "$check"; then
             return 0
         fi
         kill -0 "$SERVER_PID" 2>/dev/null || { tail -n 20 "$logf" >&2; die "$name died while starting (log: $logf)"; }
@@ -276,8 +335,16 @@ start_server() {
 }
 
 # One GET / over bash's /dev/tcp, bounded by `timeout`; true on a 200.
+# http_ok PORT [h1|h2c|tls]: h2c (prior knowledge) and tls (HTTP/1.1 over TLS,
+# certificate not verified) use curl.
 http_ok() {
-    local port="$1" line
+    local port="$1" kind="${2:-h1}" line
+    case "$kind" in
+        h2c) [[ "$(curl -s -o /dev/null --max-time 2 --http2-prior-knowledge -w '%{http_code}' \
+                   "http://127.0.0.1:$port/" 2>/dev/null)" == 200 ]]; return ;;
+        tls) [[ "$(curl -sk -o /dev/null --max-time 2 --http1.1 -w '%{http_code}' \
+                   "https://127.0.0.1:$port/" 2>/dev/null)" == 200 ]]; return ;;
+    esac
     # shellcheck disable=SC2016  # $1 expands in the inner bash
     line="$(timeout 2 bash -c '
         exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
@@ -348,7 +415,12 @@ children_ticks() {
 run_wrk() {
     local wl="$1" port="$2" dur="$3" out="$4"
     local -a cmd=(wrk -t1 "-c$CONNECTIONS" "-d$dur" --latency)
-    if [[ "$wl" == B ]]; then
+    if [[ "$wl" == H2 ]]; then
+        # h2load wants whole seconds; -t1 is its default, spelled out to match wrk.
+        cmd=(h2load -t1 "-c$CONNECTIONS" "-m$H2_STREAMS" -D "$(dur_to_sec "$dur")" "http://127.0.0.1:$port/")
+    elif [[ "$wl" == TLS ]]; then
+        cmd+=("https://127.0.0.1:$port/")
+    elif [[ "$wl" == B ]]; then
         cmd+=(-s "$BENCH_DIR/pipeline.lua" "http://127.0.0.1:$port/" -- "$PIPELINE")
     else
         cmd+=("http://127.0.0.1:$port/")
@@ -360,7 +432,7 @@ run_wrk() {
         timeout --kill-after=5 "$(($(dur_to_sec "$dur") + 30))" \
         taskset -c "$CLIENT_CPU" "${cmd[@]}" >>"$out" 2>&1; then
         cat "$out" >&2
-        die "wrk failed (output: $out)"
+        die "${cmd[0]} failed (output: $out)"
     fi
 }
 
@@ -371,6 +443,27 @@ dur_to_sec() {
         m = (u == "m") ? 60 : (u == "h") ? 3600 : 1
         s = n * m; printf "%d\n", (s == int(s)) ? s : int(s) + 1
     }'
+}
+
+# Parse h2load output: prints "requests req_per_sec p99_ms errors non2xx" like
+# parse_wrk. requests = succeeded requests, req/s from the "finished in" line;
+# h2load reports no percentiles, so p99 is "nan". errors = failed + errored +
+# timeout, non2xx = 3xx + 4xx + 5xx.
+parse_h2load() {
+    awk '
+        /^finished in / { for (i = 1; i < NF; i++) if ($(i + 1) ~ /^req\/s/) rps = $i }
+        /^requests: / {
+            gsub(/,/, "")
+            for (i = 2; i < NF; i++) {
+                if ($(i + 1) == "succeeded") reqs = $i
+                if ($(i + 1) == "failed" || $(i + 1) == "errored" || $(i + 1) == "timeout") errs += $i
+            }
+        }
+        /^status codes: / { gsub(/,/, ""); non2xx = $5 + $7 + $9 }
+        END {
+            if (reqs == "" || rps == "") exit 1
+            printf "%s %s nan %d %d\n", reqs, rps, errs, non2xx
+        }' "$1"
 }
 
 # Parse wrk output: prints "requests req_per_sec p99_ms errors non2xx".
@@ -409,17 +502,27 @@ RESULTS=""
 load_tests() {
     RESULTS="$OUT_DIR/results.tsv"
     printf 'round\tworkload\tserver\trequests\treq_s\tp99_ms\tcpu_us_req\terrors\tnon2xx\tserver_busy_pct\tforeign_pct\n' >"$RESULTS"
-    local round s wl
+    local round s wl mode wls
     for round in $(seq 1 "$ROUNDS"); do
         for s in $SERVERS; do
-            start_server "$s" load "$OUT_DIR/server-$s-r$round.log"
-            log "round $round/$ROUNDS: $s (pid $SERVER_PID, port $SERVER_PORT)"
+          # The cleartext workloads (A, B, H2) share one server process; TLS
+          # needs the server started with a certificate, so it gets its own.
+          for mode in load tls; do
+            wls=""
+            for wl in $WL_LIST; do
+                speaks "$s" "$wl" || continue
+                if [[ "$wl" == TLS ]]; then [[ "$mode" == tls ]] && wls="$wls $wl"
+                else [[ "$mode" == load ]] && wls="$wls $wl"; fi
+            done
+            [[ -n "$wls" ]] || continue
+            start_server "$s" "$mode" "$OUT_DIR/server-$s-r$round$( [[ "$mode" == tls ]] && echo -tls).log"
+            log "round $round/$ROUNDS: $s$( [[ "$mode" == tls ]] && echo " (TLS)") (pid $SERVER_PID, port $SERVER_PORT)"
             if [[ "$WARMUP" != 0 && "$WARMUP" != 0s ]]; then
-                for wl in $WL_LIST; do
+                for wl in $wls; do
                     run_wrk "$wl" "$SERVER_PORT" "$WARMUP" "$OUT_DIR/wrk-$s-$wl-r$round-warmup.txt"
                 done
             fi
-            for wl in $WL_LIST; do
+            for wl in $wls; do
                 local out="$OUT_DIR/wrk-$s-$wl-r$round.txt" t0 t1 parsed
                 local m0 m1 c0 c1 w0 w1
                 wait_quiet "$SERVER_PID"
@@ -428,10 +531,14 @@ load_tests() {
                 run_wrk "$wl" "$SERVER_PORT" "$DURATION" "$out"
                 t1="$(cpu_ticks "$SERVER_PID")"
                 m1="$(machine_busy_ticks)"; children_ticks; c1="$CHILD_TICKS"; w1="$EPOCHREALTIME"
-                parsed="$(parse_wrk "$out")" || { cat "$out" >&2; die "cannot parse wrk output $out"; }
+                if [[ "$wl" == H2 ]]; then
+                    parsed="$(parse_h2load "$out")" || { cat "$out" >&2; die "cannot parse h2load output $out"; }
+                else
+                    parsed="$(parse_wrk "$out")" || { cat "$out" >&2; die "cannot parse wrk output $out"; }
+                fi
                 local reqs rps p99 errs non2xx cpu_us
                 read -r reqs rps p99 errs non2xx <<<"$parsed"
-                ((reqs > 0)) || die "wrk reported 0 requests against $s (see $out)"
+                ((reqs > 0)) || die "the load generator reported 0 requests against $s (see $out)"
                 cpu_us="$(awk -v d="$((t1 - t0))" -v c="$CLK" -v r="$reqs" 'BEGIN { printf "%.3f", d * 1e6 / c / r }')"
                 # Server busy % of its core, and CPU used by anything that is
                 # neither the server nor wrk ("foreign"), in % of one core.
@@ -442,21 +549,26 @@ load_tests() {
                     'BEGIN { f = m / c / (b - a) * 100; if (f < 0) f = 0; printf "%.0f", f }')"
                 printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
                     "$round" "$wl" "$s" "$reqs" "$rps" "$p99" "$cpu_us" "$errs" "$non2xx" "$busy" "$foreign" >>"$RESULTS"
-                log "  $wl: $rps req/s, p99 ${p99} ms, ${cpu_us} µs CPU/req ($((t1 - t0)) ticks / $reqs req, server ${busy}% busy, other processes ${foreign}% of a core)$( ((errs + non2xx)) && echo ", ERRORS: $errs socket, $non2xx non-2xx")"
+                log "  $wl: $rps req/s, p99 ${p99/nan/-} ms, ${cpu_us} µs CPU/req ($((t1 - t0)) ticks / $reqs req, server ${busy}% busy, other processes ${foreign}% of a core)$( ((errs + non2xx)) && echo ", ERRORS: $errs socket, $non2xx non-2xx")"
                 if ((foreign > FOREIGN_WARN)); then
                     log "  WARNING: other processes used ${foreign}% of a core during this run; its figures are unreliable"
                 fi
             done
             stop_pid "$SERVER_PID"
+          done
         done
     done
 }
 
 report_load() {
-    python3 - "$RESULTS" "$PIPELINE" "$FOREIGN_WARN" <<'PY'
+    python3 - "$RESULTS" "$PIPELINE" "$FOREIGN_WARN" "$H2_STREAMS" <<'PY'
 import csv, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
-names = {"A": "A plain keep-alive", "B": "B pipelined x" + sys.argv[2]}
+names = {"A": "A plain keep-alive", "B": "B pipelined x" + sys.argv[2],
+         "H2": "H2 h2c x" + sys.argv[4] + " streams", "TLS": "TLS https/1.1"}
+# The baseline each workload's ratios are taken against: the bare hyper
+# server that speaks that workload.
+baseline = {"A": "hyper", "B": "hyper", "H2": "hyper-h2", "TLS": "hyper-tls"}
 order_wl, order_s, agg = [], [], {}
 for r in rows:
     wl, s = r["workload"], r["server"]
@@ -470,7 +582,7 @@ med = statistics.median
 hdr = ["workload", "server", "req/s", "p99 ms", "CPU µs/req", "req/s vs hyper", "CPU vs hyper"]
 out = []
 for wl in order_wl:
-    base = agg.get((wl, "hyper"))
+    base = agg.get((wl, baseline.get(wl, "hyper")))
     for s in order_s:
         a = agg.get((wl, s))
         if not a: continue
@@ -481,7 +593,8 @@ for wl in order_wl:
         else:
             rr = cr = "-"
         flag = (" (!errors)" if a["err"] else "") + (" (!noisy)" if a["noisy"] else "")
-        out.append([names.get(wl, wl), s + flag, f"{rps:,.0f}", f"{p99:.2f}", f"{cpu:.2f}", rr, cr])
+        p99s = "-" if p99 != p99 else f"{p99:.2f}"  # nan: h2load has no percentiles
+        out.append([names.get(wl, wl), s + flag, f"{rps:,.0f}", p99s, f"{cpu:.2f}", rr, cr])
 w = [max(len(h), *(len(r[i]) for r in out)) for i, h in enumerate(hdr)]
 line = lambda c: "| " + " | ".join(x.ljust(w[i]) if i < 2 else x.rjust(w[i]) for i, x in enumerate(c)) + " |"
 print(line(hdr))
@@ -491,8 +604,12 @@ n = len({r["round"] for r in rows})
 print(f"\nmedians of {n} round(s); ratios: req/s higher is better, CPU lower is better; "
       "'(!errors)' = wrk saw socket errors or non-2xx responses; "
       f"'(!noisy)' = in some round other processes used more than {sys.argv[3]}% of a core")
-print("p99: wrk's --latency 99% (A); for B the per-batch p99 that pipeline.lua recomputes, "
+print("p99: wrk's --latency 99% (A, TLS); for B the per-batch p99 that pipeline.lua recomputes, "
       "because wrk's own pipelined percentiles are broken")
+if any(wl in order_wl for wl in ("H2", "TLS")):
+    print("baselines: A/B vs hyper (hyper-hello), H2 vs hyper-h2, TLS vs hyper-tls; "
+          "H2 is h2load (no p99: h2load prints no percentiles), requests = h2load's 'succeeded'; "
+          "TLS is wrk over HTTPS; wrk speaks only HTTP/1.1, so ragi's ALPN (h2 first) falls back to http/1.1")
 PY
 }
 
@@ -503,6 +620,8 @@ idle_test() {
     printf 'server\tconns\talive\tfds\trss_before_kib\trss_after_kib\tkib_per_conn\n' >"$IDLE_RESULTS"
     local s
     for s in $SERVERS; do
+        # The idle client speaks cleartext HTTP/1.1: hyper-h2 and hyper-tls sit this out.
+        speaks "$s" idle || { log "idle: $s skipped (no cleartext HTTP/1.1)"; continue; }
         start_server "$s" idle "$OUT_DIR/server-$s-idle.log"
         log "idle: $s (pid $SERVER_PID, port $SERVER_PORT), opening $IDLE_CONNS connections"
         sleep 0.5
@@ -575,6 +694,18 @@ fi
 
 build_all
 
+if has_wl TLS; then
+    # A fresh self-signed P-256 certificate per run, for ragi and hyper-tls.
+    TLS_CERT="$OUT_DIR/tls-cert.pem"
+    TLS_KEY="$OUT_DIR/tls-key.pem"
+    if ! openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 -days 30 \
+        -keyout "$TLS_KEY" -out "$TLS_CERT" >"$OUT_DIR/openssl.log" 2>&1; then
+        cat "$OUT_DIR/openssl.log" >&2
+        die "generating the TLS certificate failed"
+    fi
+fi
+
 log "results and raw outputs: $OUT_DIR"
 if [[ -n "$WL_LIST" ]]; then
     load_tests
@@ -585,6 +716,12 @@ fi
 
 echo
 echo "== ragi benchmark: wrk -t1 -c$CONNECTIONS -d$DURATION --latency, server on CPU $SERVER_CPU, wrk on CPU $CLIENT_CPU =="
+if has_wl H2; then
+    echo "== H2: h2load -t1 -c$CONNECTIONS -m$H2_STREAMS -D $(dur_to_sec "$DURATION") (h2c prior knowledge), h2load on CPU $CLIENT_CPU =="
+fi
+if has_wl TLS; then
+    echo "== TLS: wrk -t1 -c$CONNECTIONS -d$DURATION --latency https://..., self-signed P-256 certificate =="
+fi
 echo
 if [[ -n "$WL_LIST" ]]; then
     report_load
@@ -597,7 +734,7 @@ if ((IDLE_CONNS > 0)); then
     echo
 fi
 echo "machine: nproc=$(nproc), kernel $(uname -sr), $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo 2>/dev/null || echo '?')"
-echo "tools:   $(wrk --version 2>&1 | head -n1 | awk '{print $1, $2}'), $(rustc --version 2>/dev/null || echo 'rustc ?'), $(python3 --version 2>&1)"
+echo "tools:   $(wrk --version 2>&1 | head -n1 | awk '{print $1, $2}'), $(rustc --version 2>/dev/null || echo 'rustc ?'), $(python3 --version 2>&1)$(has_wl H2 && echo ", h2load $(h2load --version 2>&1 | head -n1 | awk '{print $NF}')")$(has_wl TLS && echo ", $(openssl version 2>&1 | awk '{print $1, $2}')")"
 if [[ " $SERVERS " == *" ragi "* ]]; then
     if [[ "$RAGI_LIFECYCLE" != 1 && "$RAGI_HAS_NO_LIFECYCLE" == 1 ]]; then
         echo "ragi:    $RAGI_BIN probe --no-lifecycle${RAGI_ARGS:+ $RAGI_ARGS} (probe's lifecycle listener off)"
@@ -607,4 +744,4 @@ if [[ " $SERVERS " == *" ragi "* ]]; then
 fi
 echo "raw:     $OUT_DIR"
 # shellcheck disable=SC2016  # the single quotes are literal, for copy-paste
-echo "reproduce: cd $ROOT_DIR && SERVERS='$SERVERS' WORKLOADS='$WORKLOADS' ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP CONNECTIONS=$CONNECTIONS PIPELINE=$PIPELINE IDLE_CONNS=$IDLE_CONNS${RAGI_ARGS:+ RAGI_ARGS='$RAGI_ARGS'}$( [[ "$RAGI_LIFECYCLE" == 1 ]] && echo " RAGI_LIFECYCLE=1")${RAGI_BIN_SET:+ RAGI_BIN='$RAGI_BIN'} bash bench/run.sh"
+echo "reproduce: cd $ROOT_DIR && SERVERS='$SERVERS' WORKLOADS='$WORKLOADS' ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP CONNECTIONS=$CONNECTIONS PIPELINE=$PIPELINE$(has_wl H2 && echo " H2_STREAMS=$H2_STREAMS") IDLE_CONNS=$IDLE_CONNS${RAGI_ARGS:+ RAGI_ARGS='$RAGI_ARGS'}$( [[ "$RAGI_LIFECYCLE" == 1 ]] && echo " RAGI_LIFECYCLE=1")${RAGI_BIN_SET:+ RAGI_BIN='$RAGI_BIN'} bash bench/run.sh"
