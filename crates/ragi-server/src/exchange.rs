@@ -274,34 +274,18 @@ impl Exchange {
         length: Option<u64>,
         more: bool,
     ) -> Result<(), SendError> {
-        use std::io::{Read, Seek, SeekFrom};
-        let io_err = |e: std::io::Error| {
-            SendError::invalid_event(format!("cannot read {}: {e}", path.display()))
-        };
-        let mut file = std::fs::File::open(&path).map_err(io_err)?;
-        let size = file.metadata().map_err(io_err)?.len();
-        if offset > size {
-            return Err(SendError::invalid_event(
-                "file offset beyond the end of the file",
-            ));
-        }
-        let mut left = length.unwrap_or(size - offset).min(size - offset);
-        file.seek(SeekFrom::Start(offset)).map_err(io_err)?;
-        if left == 0 {
+        let mut pieces = crate::shared::FilePieces::open(&path, offset, length)?;
+        if pieces.is_empty() {
             return Box::pin(self.send_event(SendEvent::ResponseBody {
                 body: Body::Bytes(Bytes::new()),
                 more,
             }))
             .await;
         }
-        while left > 0 {
-            let n = left.min(64 * 1024) as usize;
-            let mut buf = vec![0u8; n];
-            file.read_exact(&mut buf).map_err(io_err)?;
-            left -= n as u64;
+        while let Some((piece, last)) = pieces.next_piece()? {
             let piece = SendEvent::ResponseBody {
-                body: Body::Bytes(Bytes::from(buf)),
-                more: more || left > 0,
+                body: Body::Bytes(piece),
+                more: more || !last,
             };
             Box::pin(self.send_event(piece)).await?;
         }
@@ -386,7 +370,7 @@ pub(crate) fn run_app(ex: Arc<Exchange>, mut fut: BoxFuture<'static, AppResult>)
         }
         Ok(Poll::Ready(Ok(()))) => AppOutcome::Returned,
         Ok(Poll::Ready(Err(e))) => AppOutcome::Failed(e.to_string()),
-        Err(panic) => AppOutcome::Failed(panic_message(&panic)),
+        Err(panic) => AppOutcome::Failed(crate::shared::panic_message(&panic)),
     };
     // Inline: the driver steps right after this returns; no wake-up needed.
     ex.lock().app = Some(outcome);
@@ -407,21 +391,11 @@ impl Future for AppTask {
             Ok(Poll::Pending) => return Poll::Pending,
             Ok(Poll::Ready(Ok(()))) => AppOutcome::Returned,
             Ok(Poll::Ready(Err(e))) => AppOutcome::Failed(e.to_string()),
-            Err(panic) => AppOutcome::Failed(panic_message(&panic)),
+            Err(panic) => AppOutcome::Failed(crate::shared::panic_message(&panic)),
         };
         if let Some(ex) = this.ex.take() {
             ex.finish_app(outcome);
         }
         Poll::Ready(())
-    }
-}
-
-pub(crate) fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
-    if let Some(s) = p.downcast_ref::<&str>() {
-        format!("the app panicked: {s}")
-    } else if let Some(s) = p.downcast_ref::<String>() {
-        format!("the app panicked: {s}")
-    } else {
-        "the app panicked".to_owned()
     }
 }

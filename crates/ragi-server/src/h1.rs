@@ -993,7 +993,7 @@ impl Driver {
         conn.task_started();
         tokio::spawn(async move {
             let fut = std::panic::AssertUnwindSafe(hook(report));
-            let _ = CatchUnwind(Box::pin(fut)).await;
+            let _ = crate::shared::CatchUnwind(Box::pin(fut)).await;
             conn.task_done();
         });
     }
@@ -1140,24 +1140,6 @@ impl Driver {
 
 fn shutdown_write(io: &TcpStream) -> io::Result<()> {
     socket2::SockRef::from(io).shutdown(std::net::Shutdown::Write)
-}
-
-/// Catches a panic in a hook future.
-struct CatchUnwind<F>(std::pin::Pin<Box<F>>);
-
-impl<F: std::future::Future> std::future::Future for CatchUnwind<F> {
-    type Output = Result<F::Output, ()>;
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        let fut = &mut self.0;
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
-            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
-            Ok(std::task::Poll::Ready(v)) => std::task::Poll::Ready(Ok(v)),
-            Err(_) => std::task::Poll::Ready(Err(())),
-        }
-    }
 }
 
 /// Runs a TLS handshake over the raw socket within `limit`. Returns the plaintext that arrived

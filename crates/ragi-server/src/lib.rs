@@ -36,6 +36,7 @@ pub mod lifecycle;
 mod lifespan;
 mod proto;
 mod server;
+mod shared;
 pub mod tls;
 mod tls_io;
 
