@@ -278,7 +278,8 @@ impl ragi::App for ProbeApp {
         receive: Receiver,
         send: Sender,
     ) -> ragi::BoxFuture<'static, AppResult> {
-        if scope.kind == ScopeKind::Http && scope.path == "/" {
+        if scope.kind == ScopeKind::Http && scope.path == "/" && !scope.headers.contains("upgrade")
+        {
             return Box::pin(hello(receive, send));
         }
         Box::pin(app(self.0.clone(), scope, receive, send))
@@ -293,6 +294,67 @@ async fn hello(mut receive: Receiver, send: Sender) -> AppResult {
     respond(&send, 200, "text/plain", "Hello, World!").await
 }
 
+/// `sse` scopes: `/sse/{tag}?interval_ms=M&count=N` sends N events with ids 1..N, M ms apart
+/// (count 0: until the client leaves), recorded in `/observed`; `&keepalive_ms=K` adds a
+/// `: keepalive` comment every K ms; other paths are declined with
+/// an ordinary response (`/`: Hello, World!; otherwise 404).
+async fn sse(probe: &Arc<Probe>, scope: Scope, send: Sender) -> AppResult {
+    let Some(tag) = scope.path.strip_prefix("/sse/").filter(|t| !t.is_empty()) else {
+        let (status, body) = if scope.path == "/" {
+            (200, "Hello, World!")
+        } else {
+            (404, "Not Found")
+        };
+        send.send(SendEvent::HttpResponseStart {
+            status,
+            headers: Headers::new().with("content-type", "text/plain"),
+        })
+        .await?;
+        send.send(SendEvent::HttpResponseBody {
+            body: Bytes::from_static(body.as_bytes()),
+            more: false,
+        })
+        .await?;
+        return Ok(());
+    };
+    probe.record(tag, scope.connection());
+    let count: u64 = query_param(&scope, "count").unwrap_or(10);
+    let interval = Duration::from_millis(query_param(&scope, "interval_ms").unwrap_or(100));
+    send.send(SendEvent::SseStart {
+        status: 200,
+        headers: Headers::new(),
+    })
+    .await?;
+    if let Some(ms) = query_param::<u64>(&scope, "keepalive_ms") {
+        let interval = Duration::from_millis(ms);
+        send.send(SendEvent::SseKeepalive {
+            interval,
+            comment: "keepalive".into(),
+        })
+        .await?;
+    }
+    let mut i = 0u64;
+    while count == 0 || i < count {
+        if i > 0 && !interval.is_zero() {
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = scope.connection().disconnected() => return Ok(()),
+            }
+        }
+        i += 1;
+        let event = ragi::SseEvent {
+            data: format!("event {i}"),
+            id: Some(i.to_string()),
+            ..Default::default()
+        };
+        if send.send(SendEvent::SseSend(event)).await.is_err() {
+            return Ok(());
+        }
+    }
+    let _ = send.send(SendEvent::SseClose { reason: None }).await;
+    Ok(())
+}
+
 /// The probe app.
 pub async fn app(
     probe: Arc<Probe>,
@@ -302,6 +364,9 @@ pub async fn app(
 ) -> AppResult {
     if scope.kind == ScopeKind::Lifespan {
         return lifespan(&probe, receive, send).await;
+    }
+    if scope.kind == ScopeKind::Sse {
+        return sse(&probe, scope, send).await;
     }
     if scope.kind != ScopeKind::Http {
         return Err(UnsupportedScope(scope.kind).into());

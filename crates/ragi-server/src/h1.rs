@@ -771,8 +771,12 @@ impl Driver {
             .map(|_| Box::new(AccessEntry::new(&head, self.peer, now)));
         let request_line = head.request_line;
 
-        let mut scope =
-            Scope::with_parts(ScopeKind::Http, connection, self.srv.lifespan_state.clone());
+        let kind = if crate::sse::wants_event_stream(&head.headers) {
+            ScopeKind::Sse
+        } else {
+            ScopeKind::Http
+        };
+        let mut scope = Scope::with_parts(kind, connection, self.srv.lifespan_state.clone());
         scope.http_version = head.version;
         scope.path = ragi::scope::percent_decode(&head.raw_path);
         scope.method = head.method;
@@ -802,7 +806,11 @@ impl Driver {
         let fut = self.srv.app.call(
             scope,
             ragi::Receiver::new(BodySource(ex.clone())),
-            ragi::Sender::from_arc(ex.clone()),
+            if kind == ScopeKind::Sse {
+                ragi::Sender::new(crate::sse::SseSink::new(ex.clone()))
+            } else {
+                ragi::Sender::from_arc(ex.clone())
+            },
         );
         run_app(ex, fut);
     }

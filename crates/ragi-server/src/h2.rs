@@ -498,6 +498,14 @@ async fn keepalive(
     }
 }
 
+/// The request's `accept` fields, for choosing the scope kind.
+fn headers_for_kind(h: &http::HeaderMap) -> ragi::Headers {
+    h.get_all(http::header::ACCEPT)
+        .iter()
+        .map(|v| ("accept", Bytes::copy_from_slice(v.as_bytes())))
+        .collect()
+}
+
 /// Client resets allowed per connection within [`RESET_WINDOW`]; beyond, the connection ends
 /// with GOAWAY `ENHANCE_YOUR_CALM` (the Rapid Reset attack, CVE-2023-44487, opens and cancels
 /// streams faster than a server can start and stop their work). The `h2` crate's own limit
@@ -599,7 +607,12 @@ fn start_stream(
     }
 
     let (connection, control) = Connection::pair();
-    let mut scope = Scope::with_parts(ScopeKind::Http, connection, srv.lifespan_state.clone());
+    let kind = if crate::sse::wants_event_stream(&headers_for_kind(&parts.headers)) {
+        ScopeKind::Sse
+    } else {
+        ScopeKind::Http
+    };
+    let mut scope = Scope::with_parts(kind, connection, srv.lifespan_state.clone());
     scope.http_version = HttpVersion::Http2;
     let raw_path = parts.uri.path();
     let raw_path = if raw_path.is_empty() { "/" } else { raw_path };
@@ -653,9 +666,15 @@ fn start_stream(
         shared: shared.clone(),
         ctx: ctx.clone(),
     };
-    let fut = srv
-        .app
-        .call(scope, Receiver::new(source), Sender::new(sink));
+    let fut = srv.app.call(
+        scope,
+        Receiver::new(source),
+        if kind == ScopeKind::Sse {
+            Sender::new(crate::sse::SseSink::new(Arc::new(sink)))
+        } else {
+            Sender::new(sink)
+        },
+    );
 
     // The app, in its own task.
     let app_shared = shared.clone();

@@ -37,6 +37,7 @@ mod lifespan;
 mod proto;
 mod server;
 mod shared;
+mod sse;
 pub mod tls;
 mod tls_io;
 
