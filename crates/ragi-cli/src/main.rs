@@ -75,6 +75,10 @@ struct ServerOpts {
     /// Seconds a client may leave response bytes untaken before the connection closes (0 = off).
     #[arg(long, value_name = "SECONDS", default_value = "30", value_parser = seconds)]
     write_timeout: Duration,
+    /// Seconds an SSE stream may go without an event before it is ended (HTTP/2: that stream
+    /// only; HTTP/1.1: the connection). 0 = off.
+    #[arg(long, value_name = "SECONDS", default_value = "0", value_parser = seconds)]
+    sse_idle_timeout: Duration,
     /// Largest request body in bytes (413 beyond).
     #[arg(long, value_name = "BYTES", default_value = "10000000")]
     max_body_size: u64,
@@ -157,6 +161,7 @@ impl ServerOpts {
         c.keepalive_timeout = off_if_zero(self.keepalive_timeout);
         c.request_timeout = off_if_zero(self.request_timeout);
         c.write_timeout = off_if_zero(self.write_timeout);
+        c.sse_idle_timeout = off_if_zero(self.sse_idle_timeout);
         c.max_body_size = self.max_body_size;
         c.max_request_line = self.max_header_size as usize;
         c.max_header_size = self.max_header_size as usize;

@@ -108,3 +108,98 @@ fn an_event_stream_over_http2() {
     let o = s.observed("s4", 3000);
     assert!(o.completed, "{o:?}");
 }
+
+#[test]
+fn sse_idle_timeout_closes_the_http11_connection() {
+    let s = Server::start(&["--sse-idle-timeout", "0.2"]);
+    let mut c = s.connect();
+    c.send(format!(
+        "GET /sse/i1?count=0&interval_ms=5000 HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n\r\n",
+        s.hostport()
+    ));
+    s.wait_seen("i1", Duration::from_secs(5));
+    let o = s.observed("i1", 3000);
+    assert_eq!(o.reason.as_deref(), Some("idle_timeout"), "{o:?}");
+    let after = o.after_ms.unwrap();
+    assert!(
+        (150.0..3000.0).contains(&after),
+        "idle timeout 0.2 s fired after {after} ms"
+    );
+    // The server closes the connection (expect_close panics if it does not within 3 s).
+    let (_, end) = c.expect_close(Duration::from_secs(3));
+    assert!(
+        matches!(end, support::End::Eof | support::End::Reset),
+        "{end:?}"
+    );
+}
+
+#[test]
+fn sse_idle_timeout_resets_only_the_idle_http2_stream() {
+    let s = Server::start(&["--sse-idle-timeout", "0.3"]);
+    let addr = s.hostport();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (idle_err, sibling_len) = rt.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(conn);
+        let mut client = client.ready().await.unwrap();
+        let idle = http::Request::builder()
+            .uri(format!("http://{addr}/sse/i2?count=0&interval_ms=5000"))
+            .header("accept", "text/event-stream")
+            .body(())
+            .unwrap();
+        let (idle_resp, _) = client.send_request(idle, true).unwrap();
+        let mut client = client.ready().await.unwrap();
+        // A sibling that streams for ~1 s on the same connection.
+        let sibling = http::Request::builder()
+            .uri(format!(
+                "http://{addr}/stream/i3?chunks=20&bytes=10&interval_ms=50"
+            ))
+            .body(())
+            .unwrap();
+        let (sib_resp, _) = client.send_request(sibling, true).unwrap();
+        let idle_resp = tokio::time::timeout(Duration::from_secs(5), idle_resp)
+            .await
+            .unwrap()
+            .unwrap();
+        let mut idle_body = idle_resp.into_body();
+        let idle_err = loop {
+            match tokio::time::timeout(Duration::from_secs(5), idle_body.data())
+                .await
+                .unwrap()
+            {
+                Some(Ok(chunk)) => {
+                    let _ = idle_body.flow_control().release_capacity(chunk.len());
+                }
+                Some(Err(e)) => break Some(e.reason()),
+                None => break None,
+            }
+        };
+        let sib = tokio::time::timeout(Duration::from_secs(5), sib_resp)
+            .await
+            .unwrap()
+            .unwrap();
+        let mut body = sib.into_body();
+        let mut n = 0;
+        while let Some(chunk) = body.data().await {
+            let chunk: Bytes = chunk.unwrap();
+            let _ = body.flow_control().release_capacity(chunk.len());
+            n += chunk.len();
+        }
+        (idle_err, n)
+    });
+    assert_eq!(
+        idle_err,
+        Some(Some(h2::Reason::CANCEL)),
+        "the idle stream is reset"
+    );
+    assert_eq!(sibling_len, 200, "the sibling stream completes");
+    let o = s.observed("i2", 3000);
+    assert_eq!(o.reason.as_deref(), Some("idle_timeout"), "{o:?}");
+    let sib = s.observed("i3", 3000);
+    assert!(sib.completed, "{sib:?}");
+}

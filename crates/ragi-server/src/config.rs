@@ -61,6 +61,9 @@ pub struct Config {
     pub write_low_water: usize,
     /// A prefix for connection ids in logs (`c` by default: `c17`).
     pub id_prefix: String,
+    /// An SSE stream on which nothing was sent for this long is ended (reason `idle_timeout`):
+    /// on HTTP/2 only that stream is reset; on HTTP/1.1 the connection closes. Off by default.
+    pub sse_idle_timeout: Option<Duration>,
     /// HTTP/2: send a PING after this long (and then every interval); `None` sends none.
     /// Default 30 s.
     pub h2_keepalive_interval: Option<Duration>,
@@ -89,6 +92,7 @@ impl Default for Config {
             write_high_water: 64 * 1024,
             write_low_water: 16 * 1024,
             id_prefix: "c".to_owned(),
+            sse_idle_timeout: None,
             h2_keepalive_interval: Some(Duration::from_secs(30)),
             h2_keepalive_timeout: Duration::from_secs(20),
         }

@@ -807,7 +807,16 @@ impl Driver {
             scope,
             ragi::Receiver::new(BodySource(ex.clone())),
             if kind == ScopeKind::Sse {
-                ragi::Sender::new(crate::sse::SseSink::new(ex.clone()))
+                let target = ex.clone();
+                let end: crate::sse::EndStream = Box::new(move |reason| {
+                    // The driver sees the ended exchange and closes the connection.
+                    target.disconnect(reason);
+                    target.conn.wake.notify_one();
+                });
+                ragi::Sender::new(
+                    crate::sse::SseSink::new(ex.clone())
+                        .with_idle_timeout(self.srv.cfg.sse_idle_timeout, end),
+                )
             } else {
                 ragi::Sender::from_arc(ex.clone())
             },
@@ -870,6 +879,16 @@ impl Driver {
     }
 
     fn step_active(&mut self) -> bool {
+        // Ended from outside the driver (an SSE stream's idle timeout): close the connection,
+        // since a half-sent response cannot be finished.
+        if let Some(ex) = self.cur.as_ref().map(|a| a.ex.clone()) {
+            let ended = ex.lock().disconnect.clone();
+            if let Some(reason) = ended {
+                self.cur = None;
+                self.close_after_flush(Some(reason));
+                return true;
+            }
+        }
         let mut progressed = self.feed_body();
         if self.conn.close_deadline().is_some() {
             if let Some(a) = &self.cur {
@@ -941,7 +960,10 @@ impl Driver {
             };
             let a = self.cur.take().expect("active");
             if !ex.control.is_open() {
-                // Already ended (client gone); nothing to answer.
+                // Already ended elsewhere (an SSE idle timeout that the app saw first): the
+                // response cannot be finished, so the connection closes.
+                let reason = ex.control.connection().disconnect_reason();
+                self.close_after_flush(reason);
                 return true;
             }
             let request_line = a.request_line;

@@ -670,7 +670,17 @@ fn start_stream(
         scope,
         Receiver::new(source),
         if kind == ScopeKind::Sse {
-            Sender::new(crate::sse::SseSink::new(Arc::new(sink)))
+            {
+                let target = shared.clone();
+                let end: crate::sse::EndStream = Box::new(move |reason| {
+                    // The stream driver sees the disconnect and resets only this stream.
+                    target.disconnect(reason);
+                });
+                Sender::new(
+                    crate::sse::SseSink::new(Arc::new(sink))
+                        .with_idle_timeout(srv.cfg.sse_idle_timeout, end),
+                )
+            }
         } else {
             Sender::new(sink)
         },

@@ -20,7 +20,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use ragi::{Body, BoxFuture, Headers, SendError, SendEvent, SendSink, SseEvent};
+use ragi::{Body, BoxFuture, DisconnectReason, Headers, SendError, SendEvent, SendSink, SseEvent};
+
+/// Ends the exchange under an SSE stream (the idle timeout): the protocol decides how (HTTP/2
+/// resets the stream, HTTP/1.1 closes the connection).
+pub(crate) type EndStream = Box<dyn Fn(DisconnectReason) + Send + Sync>;
 
 /// Whether a request asks for an event stream: `accept` includes `text/event-stream`.
 pub(crate) fn wants_event_stream(headers: &Headers) -> bool {
@@ -47,6 +51,9 @@ pub(crate) struct SseSink {
     inner: Arc<dyn SendSink>,
     phase: Arc<Mutex<Phase>>,
     keepalive: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// When the app last sent something (for the idle timeout).
+    last_sent: Arc<Mutex<std::time::Instant>>,
+    idle: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl SseSink {
@@ -55,7 +62,37 @@ impl SseSink {
             inner,
             phase: Arc::new(Mutex::new(Phase::Init)),
             keepalive: Mutex::new(None),
+            last_sent: Arc::new(Mutex::new(std::time::Instant::now())),
+            idle: None,
         }
+    }
+
+    /// Ends the stream with `idle_timeout` when the app sends nothing for `limit` while it
+    /// streams (keep-alive comments do not count: they are the server's, not the app's).
+    pub(crate) fn with_idle_timeout(mut self, limit: Option<Duration>, end: EndStream) -> Self {
+        let Some(limit) = limit else { return self };
+        let (phase, last) = (self.phase.clone(), self.last_sent.clone());
+        self.idle = Some(tokio::spawn(async move {
+            loop {
+                let due = *last.lock().unwrap_or_else(|e| e.into_inner()) + limit;
+                tokio::time::sleep_until(due.into()).await;
+                let since = last.lock().unwrap_or_else(|e| e.into_inner()).elapsed();
+                if since < limit {
+                    continue;
+                }
+                let mut state = phase.lock().unwrap_or_else(|e| e.into_inner());
+                match *state {
+                    Phase::Streaming | Phase::Init => {
+                        *state = Phase::Closed;
+                        drop(state);
+                        end(DisconnectReason::IdleTimeout);
+                        return;
+                    }
+                    Phase::Declined | Phase::Closed => return,
+                }
+            }
+        }));
+        self
     }
 
     fn phase(&self) -> std::sync::MutexGuard<'_, Phase> {
@@ -181,12 +218,16 @@ impl Drop for SseSink {
         {
             k.abort();
         }
+        if let Some(i) = self.idle.take() {
+            i.abort();
+        }
     }
 }
 
 impl SendSink for SseSink {
     fn send(&self, event: SendEvent) -> BoxFuture<'_, Result<(), SendError>> {
         Box::pin(async move {
+            *self.last_sent.lock().unwrap_or_else(|e| e.into_inner()) = std::time::Instant::now();
             if let SendEvent::SseKeepalive { interval, comment } = event {
                 return self.start_keepalive(interval, comment);
             }
