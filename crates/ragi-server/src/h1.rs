@@ -73,6 +73,8 @@ struct Active {
     request_line: Bytes,
     log: Option<Box<AccessEntry>>,
     head_request: bool,
+    /// An SSE stream: told at once when graceful shutdown starts.
+    sse: bool,
 }
 
 /// An exchange whose response is fully queued, waiting for its last byte to be written.
@@ -800,6 +802,7 @@ impl Driver {
             request_line,
             log,
             head_request,
+            sse: kind == ScopeKind::Sse,
         });
         // Move whatever body bytes are already here before the app's first poll.
         self.feed_body();
@@ -1139,7 +1142,12 @@ impl Driver {
             Phase::Draining => {
                 self.shutting_down = true;
                 if let Some(a) = &self.cur {
-                    a.ex.lock().enc.force_close();
+                    if a.sse {
+                        // An event stream never finishes by itself: tell it now (spec §5).
+                        a.ex.disconnect(DisconnectReason::ServerShutdown);
+                    } else {
+                        a.ex.lock().enc.force_close();
+                    }
                 }
             }
             Phase::Abort => {

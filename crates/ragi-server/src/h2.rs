@@ -395,6 +395,12 @@ where
                             draining = true;
                             h2c.graceful_shutdown();
                         }
+                        // Event streams never finish by themselves: tell them now (spec §5).
+                        for s in streams.iter().filter_map(Weak::upgrade) {
+                            if s.sse {
+                                s.disconnect(DisconnectReason::ServerShutdown);
+                            }
+                        }
                     }
                     Phase::Abort => break Some(DisconnectReason::ServerShutdown),
                 }
@@ -637,6 +643,7 @@ fn start_stream(
     let request_line = format!("{} {} HTTP/2", parts.method, parts.uri);
 
     let shared = Arc::new(StreamShared {
+        sse: kind == ScopeKind::Sse,
         control,
         st: Mutex::new(StreamState {
             disconnect: None,
@@ -794,6 +801,8 @@ struct StreamState {
 }
 
 struct StreamShared {
+    /// An SSE stream: told at once when graceful shutdown starts.
+    sse: bool,
     control: ConnectionControl,
     st: Mutex<StreamState>,
     room: Notify,
