@@ -56,6 +56,8 @@ pub(crate) struct ExState {
     /// Response bytes given to the driver and not yet written to the socket.
     pub(crate) unflushed: usize,
     pub(crate) app: Option<AppOutcome>,
+    /// Above the high watermark since the last drain (the `transport` hysteresis).
+    above_high: bool,
 }
 
 pub(crate) struct Exchange {
@@ -63,6 +65,8 @@ pub(crate) struct Exchange {
     pub(crate) control: ConnectionControl,
     st: Mutex<ExState>,
     room: Notify,
+    /// `transport` extension callbacks: (on_high_water, on_drain).
+    callbacks: Mutex<(Vec<Callback>, Vec<Callback>)>,
     /// The app is being polled inline by the driver, which will look at the exchange right
     /// after; senders need not wake it.
     inline: std::sync::atomic::AtomicBool,
@@ -97,8 +101,10 @@ impl Exchange {
                 out,
                 unflushed: 0,
                 app: None,
+                above_high: false,
             }),
             room: Notify::new(),
+            callbacks: Mutex::new((Vec::new(), Vec::new())),
             inline: std::sync::atomic::AtomicBool::new(false),
             read_ahead: cfg.read_ahead,
             high_water: cfg.write_high_water,
@@ -151,14 +157,40 @@ impl Exchange {
 
     /// The driver wrote `n` of this exchange's bytes.
     pub(crate) fn written(&self, n: usize) {
-        let wake = {
+        let (wake, drained) = {
             let mut st = self.lock();
             let before = st.unflushed;
             st.unflushed = st.unflushed.saturating_sub(n);
-            before > self.low_water && st.unflushed <= self.low_water
+            let drained = st.above_high && st.unflushed <= self.low_water;
+            if drained {
+                st.above_high = false;
+            }
+            (
+                before > self.low_water && st.unflushed <= self.low_water,
+                drained,
+            )
         };
         if wake {
             self.room.notify_waiters();
+        }
+        if drained {
+            self.fire(false);
+        }
+    }
+
+    /// Runs the `on_high_water` (`high`) or `on_drain` callbacks, outside every lock, each
+    /// isolated from the others' panics.
+    fn fire(&self, high: bool) {
+        let cbs: Vec<Callback> = {
+            let c = self.callbacks.lock().unwrap_or_else(|e| e.into_inner());
+            if high {
+                c.0.clone()
+            } else {
+                c.1.clone()
+            }
+        };
+        for cb in cbs {
+            let _ = catch_unwind(AssertUnwindSafe(|| cb()));
         }
     }
 
@@ -262,8 +294,15 @@ impl Exchange {
         }
         let added = st.out.len() - before;
         st.unflushed += added;
+        let high = !st.above_high && st.unflushed > self.high_water;
+        if high {
+            st.above_high = true;
+        }
         drop(guard);
         self.wake_driver();
+        if high {
+            self.fire(true);
+        }
         Ok(())
     }
 
@@ -290,6 +329,39 @@ impl Exchange {
             Box::pin(self.send_event(piece)).await?;
         }
         Ok(())
+    }
+}
+
+type Callback = Arc<dyn Fn() + Send + Sync>;
+
+/// The exchange's outgoing buffer, as the `transport` extension shows it.
+impl ragi::TransportState for Exchange {
+    fn buffered_amount(&self) -> usize {
+        self.lock().unflushed
+    }
+
+    fn high_water(&self) -> usize {
+        self.high_water
+    }
+
+    fn low_water(&self) -> usize {
+        self.low_water
+    }
+
+    fn on_high_water(&self, callback: Box<dyn Fn() + Send + Sync>) {
+        self.callbacks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .push(Arc::from(callback));
+    }
+
+    fn on_drain(&self, callback: Box<dyn Fn() + Send + Sync>) {
+        self.callbacks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .push(Arc::from(callback));
     }
 }
 

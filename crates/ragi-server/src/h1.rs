@@ -789,6 +789,8 @@ impl Driver {
         scope.server = Some(self.local);
         scope.extensions.server_state = Some(self.srv.server_state.clone());
         scope.extensions.fullflush = true;
+        scope.extensions.sse_http_response = kind == ScopeKind::Sse;
+        scope.extensions.transport = Some(ragi::Transport::new(ex.clone()));
         if self.tls_info.is_some() {
             scope.scheme = "https";
             scope.extensions.tls = self.tls_info.clone();

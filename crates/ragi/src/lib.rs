@@ -59,7 +59,7 @@ pub use app::{
 pub use connection::{Connection, ConnectionControl};
 pub use error::{SendError, UnsupportedScope};
 pub use event::{Body, Message, ReceiveEvent, SendEvent, SseEvent};
-pub use extensions::{Extensions, TlsInfo};
+pub use extensions::{Extensions, TlsInfo, Transport, TransportState};
 pub use headers::{validate_header, Headers, InvalidHeader};
 pub use reason::{DisconnectReason, ExtraReason, InvalidReason};
 pub use scope::{HttpVersion, Scope, ScopeKind};
