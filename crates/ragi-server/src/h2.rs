@@ -504,6 +504,58 @@ async fn keepalive(
     }
 }
 
+type TransportCallback = Arc<dyn Fn() + Send + Sync>;
+
+impl StreamShared {
+    /// Runs the `on_high_water` (`high`) or `on_drain` callbacks outside every lock, each
+    /// isolated from the others' panics.
+    fn fire(&self, high: bool) {
+        let cbs: Vec<TransportCallback> = {
+            let c = self.callbacks.lock().unwrap_or_else(|e| e.into_inner());
+            if high {
+                c.0.clone()
+            } else {
+                c.1.clone()
+            }
+        };
+        for cb in cbs {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb()));
+        }
+    }
+}
+
+/// The stream's queued response data, as the `transport` extension shows it (bytes given to
+/// `send` and not yet handed to `h2`).
+impl ragi::TransportState for StreamShared {
+    fn buffered_amount(&self) -> usize {
+        self.lock().queued
+    }
+
+    fn high_water(&self) -> usize {
+        self.high_water
+    }
+
+    fn low_water(&self) -> usize {
+        self.low_water
+    }
+
+    fn on_high_water(&self, callback: Box<dyn Fn() + Send + Sync>) {
+        self.callbacks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .push(Arc::from(callback));
+    }
+
+    fn on_drain(&self, callback: Box<dyn Fn() + Send + Sync>) {
+        self.callbacks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .push(Arc::from(callback));
+    }
+}
+
 /// The request's `accept` fields, for choosing the scope kind.
 fn headers_for_kind(h: &http::HeaderMap) -> ragi::Headers {
     h.get_all(http::header::ACCEPT)
@@ -653,8 +705,10 @@ fn start_stream(
             recv_waker: None,
             driver_waker: None,
             app: None,
+            above_high: false,
         }),
         room: Notify::new(),
+        callbacks: Mutex::new((Vec::new(), Vec::new())),
         high_water: srv.cfg.write_high_water,
         low_water: srv.cfg.write_low_water.min(srv.cfg.write_high_water),
     });
@@ -669,6 +723,8 @@ fn start_stream(
         stall_limit: srv.cfg.request_timeout,
         stall: None,
     };
+    scope.extensions.transport = Some(ragi::Transport::new(shared.clone()));
+    scope.extensions.sse_http_response = kind == ScopeKind::Sse;
     let sink = H2Sink {
         shared: shared.clone(),
         ctx: ctx.clone(),
@@ -798,6 +854,8 @@ struct StreamState {
     recv_waker: Option<Waker>,
     driver_waker: Option<Waker>,
     app: Option<AppOutcome>,
+    /// Above the high watermark since the last drain (the `transport` hysteresis).
+    above_high: bool,
 }
 
 struct StreamShared {
@@ -806,6 +864,8 @@ struct StreamShared {
     control: ConnectionControl,
     st: Mutex<StreamState>,
     room: Notify,
+    /// `transport` extension callbacks: (on_high_water, on_drain).
+    callbacks: Mutex<(Vec<TransportCallback>, Vec<TransportCallback>)>,
     high_water: usize,
     low_water: usize,
 }
@@ -1021,10 +1081,18 @@ impl H2Sink {
                     )));
                 }
             }
-            st.driver_waker.take()
+            let high = !st.above_high && st.queued > self.shared.high_water;
+            if high {
+                st.above_high = true;
+            }
+            (st.driver_waker.take(), high)
         };
+        let (waker, high) = waker;
         if let Some(w) = waker {
             w.wake();
+        }
+        if high {
+            self.shared.fire(true);
         }
         Ok(())
     }
@@ -1386,9 +1454,16 @@ impl StreamDriver {
                         st.queue.push_front(Out::Data { data, end });
                     }
                     let wake_room = st.queued <= self.shared.low_water;
+                    let drained = st.above_high && wake_room;
+                    if drained {
+                        st.above_high = false;
+                    }
                     drop(st);
                     if wake_room {
                         self.shared.room.notify_waiters();
+                    }
+                    if drained {
+                        self.shared.fire(false);
                     }
                     if let Err(e) = s.send_data(piece, last) {
                         self.shared.disconnect(reason_of(&e, &self.ctx.stats));
@@ -1784,6 +1859,53 @@ mod tests {
         let resp = tokio::time::timeout(WAIT, resp).await.unwrap().unwrap();
         assert_eq!(resp.status(), 408);
         drop(body);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn transport_reports_high_water_and_drain_per_stream() {
+        let (tx, mut rx) = mpsc::unbounded_channel::<&'static str>();
+        let app = move |scope: Scope, _rx: Receiver, send: Sender| {
+            let tx = tx.clone();
+            async move {
+                if scope.kind != ScopeKind::Http {
+                    return Err(ragi::UnsupportedScope(scope.kind).into());
+                }
+                let t = scope.extensions.transport.clone().expect("transport");
+                let tx1 = tx.clone();
+                t.on_high_water(move || {
+                    let _ = tx1.send("high");
+                });
+                t.on_drain(move || {
+                    let _ = tx.send("drain");
+                });
+                send.send(SendEvent::response_start(200, Headers::new()))
+                    .await?;
+                let chunk = Bytes::from(vec![b'x'; 16 * 1024]);
+                for _ in 0..32 {
+                    send.send(SendEvent::body_chunk(chunk.clone())).await?;
+                }
+                send.send(SendEvent::body(Bytes::new())).await?;
+                Ok(())
+            }
+        };
+        let h = serve(app, crate::Config::default()).await;
+        let (mut c, _task) = client(h.addr).await;
+        let (resp, _) = c.send_request(get("/"), true).unwrap();
+        let resp = tokio::time::timeout(WAIT, resp).await.unwrap().unwrap();
+        // The client's 64 KiB window holds the rest back: the stream's queue passes the mark.
+        assert_eq!(
+            tokio::time::timeout(WAIT, rx.recv()).await.unwrap(),
+            Some("high")
+        );
+        let body = tokio::time::timeout(WAIT, read_body(resp.into_body()))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(body.len(), 32 * 16 * 1024);
+        assert_eq!(
+            tokio::time::timeout(WAIT, rx.recv()).await.unwrap(),
+            Some("drain")
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
