@@ -884,16 +884,6 @@ impl Driver {
     }
 
     fn step_active(&mut self) -> bool {
-        // Ended from outside the driver (an SSE stream's idle timeout): close the connection,
-        // since a half-sent response cannot be finished.
-        if let Some(ex) = self.cur.as_ref().map(|a| a.ex.clone()) {
-            let ended = ex.lock().disconnect.clone();
-            if let Some(reason) = ended {
-                self.cur = None;
-                self.close_after_flush(Some(reason));
-                return true;
-            }
-        }
         let mut progressed = self.feed_body();
         if self.conn.close_deadline().is_some() {
             if let Some(a) = &self.cur {
@@ -904,6 +894,14 @@ impl Driver {
             return true;
         };
         let mut st = ex.lock();
+        // Ended from outside the driver (an SSE stream's idle timeout): close the connection,
+        // since a half-sent response cannot be finished.
+        if let Some(reason) = st.disconnect.clone() {
+            drop(st);
+            self.cur = None;
+            self.close_after_flush(Some(reason));
+            return true;
+        }
         // 100 Continue, once, when the app first asks for the body and no response started.
         if st.expect_continue && st.continue_wanted {
             st.expect_continue = false;
