@@ -131,6 +131,8 @@ pub(crate) struct Driver {
     read_eof: bool,
     /// An emptied output buffer from a finished exchange, handed to the next one.
     spare_out: Option<OutQueue>,
+    /// Shutdown or a requested close found the connection idle and looked for bytes once.
+    looked_on_close: bool,
     /// TLS: the session (plaintext in `rbuf`, ciphertext in `wq`) and its facts.
     tls: Option<Box<TlsSession>>,
     tls_info: Option<Arc<ragi::TlsInfo>>,
@@ -181,6 +183,7 @@ impl Driver {
             linger_until: None,
             read_eof: false,
             spare_out: None,
+            looked_on_close: false,
             tls: None,
             tls_info: None,
             readable_unknown: false,
@@ -684,14 +687,23 @@ impl Driver {
             return self.rbuf.len() != before;
         }
         if self.shutting_down || self.conn.close_deadline().is_some() {
-            if self.wq.is_empty() && self.pending.is_empty() {
-                let reason = self
-                    .shutting_down
-                    .then_some(DisconnectReason::ServerShutdown);
-                self.close_now(reason);
-                return true;
+            // Bytes that arrived before the shutdown are a request in flight, even if this
+            // driver has not read them yet (the connection may have just left protocol
+            // detection): look once, then serve it with `connection: close`.
+            if self.rbuf.is_empty() && !self.read_eof && !self.looked_on_close {
+                self.looked_on_close = true;
+                self.read_direct();
             }
-            return false;
+            if self.rbuf.is_empty() || self.closing.is_some() {
+                if self.wq.is_empty() && self.pending.is_empty() && self.closing.is_none() {
+                    let reason = self
+                        .shutting_down
+                        .then_some(DisconnectReason::ServerShutdown);
+                    self.close_now(reason);
+                    return true;
+                }
+                return false;
+            }
         }
         if self.read_eof || self.wq.len() >= self.srv.cfg.write_high_water {
             return false;
