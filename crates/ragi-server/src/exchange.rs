@@ -65,8 +65,8 @@ pub(crate) struct Exchange {
     pub(crate) control: ConnectionControl,
     st: Mutex<ExState>,
     room: Notify,
-    /// `transport` extension callbacks: (on_high_water, on_drain).
-    callbacks: Mutex<(Vec<Callback>, Vec<Callback>)>,
+    /// `transport` extension callbacks.
+    hooks: crate::shared::TransportHooks,
     /// The app is being polled inline by the driver, which will look at the exchange right
     /// after; senders need not wake it.
     inline: std::sync::atomic::AtomicBool,
@@ -104,7 +104,7 @@ impl Exchange {
                 above_high: false,
             }),
             room: Notify::new(),
-            callbacks: Mutex::new((Vec::new(), Vec::new())),
+            hooks: Default::default(),
             inline: std::sync::atomic::AtomicBool::new(false),
             read_ahead: cfg.read_ahead,
             high_water: cfg.write_high_water,
@@ -174,23 +174,7 @@ impl Exchange {
             self.room.notify_waiters();
         }
         if drained {
-            self.fire(false);
-        }
-    }
-
-    /// Runs the `on_high_water` (`high`) or `on_drain` callbacks, outside every lock, each
-    /// isolated from the others' panics.
-    fn fire(&self, high: bool) {
-        let cbs: Vec<Callback> = {
-            let c = self.callbacks.lock().unwrap_or_else(|e| e.into_inner());
-            if high {
-                c.0.clone()
-            } else {
-                c.1.clone()
-            }
-        };
-        for cb in cbs {
-            let _ = catch_unwind(AssertUnwindSafe(|| cb()));
+            self.hooks.fire(false);
         }
     }
 
@@ -301,7 +285,7 @@ impl Exchange {
         drop(guard);
         self.wake_driver();
         if high {
-            self.fire(true);
+            self.hooks.fire(true);
         }
         Ok(())
     }
@@ -332,8 +316,6 @@ impl Exchange {
     }
 }
 
-type Callback = Arc<dyn Fn() + Send + Sync>;
-
 /// The exchange's outgoing buffer, as the `transport` extension shows it.
 impl ragi::TransportState for Exchange {
     fn buffered_amount(&self) -> usize {
@@ -349,19 +331,11 @@ impl ragi::TransportState for Exchange {
     }
 
     fn on_high_water(&self, callback: Box<dyn Fn() + Send + Sync>) {
-        self.callbacks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .0
-            .push(Arc::from(callback));
+        self.hooks.on_high_water(callback);
     }
 
     fn on_drain(&self, callback: Box<dyn Fn() + Send + Sync>) {
-        self.callbacks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .1
-            .push(Arc::from(callback));
+        self.hooks.on_drain(callback);
     }
 }
 

@@ -504,26 +504,6 @@ async fn keepalive(
     }
 }
 
-type TransportCallback = Arc<dyn Fn() + Send + Sync>;
-
-impl StreamShared {
-    /// Runs the `on_high_water` (`high`) or `on_drain` callbacks outside every lock, each
-    /// isolated from the others' panics.
-    fn fire(&self, high: bool) {
-        let cbs: Vec<TransportCallback> = {
-            let c = self.callbacks.lock().unwrap_or_else(|e| e.into_inner());
-            if high {
-                c.0.clone()
-            } else {
-                c.1.clone()
-            }
-        };
-        for cb in cbs {
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb()));
-        }
-    }
-}
-
 /// The stream's queued response data, as the `transport` extension shows it (bytes given to
 /// `send` and not yet handed to `h2`).
 impl ragi::TransportState for StreamShared {
@@ -540,19 +520,11 @@ impl ragi::TransportState for StreamShared {
     }
 
     fn on_high_water(&self, callback: Box<dyn Fn() + Send + Sync>) {
-        self.callbacks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .0
-            .push(Arc::from(callback));
+        self.hooks.on_high_water(callback);
     }
 
     fn on_drain(&self, callback: Box<dyn Fn() + Send + Sync>) {
-        self.callbacks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .1
-            .push(Arc::from(callback));
+        self.hooks.on_drain(callback);
     }
 }
 
@@ -708,7 +680,7 @@ fn start_stream(
             above_high: false,
         }),
         room: Notify::new(),
-        callbacks: Mutex::new((Vec::new(), Vec::new())),
+        hooks: Default::default(),
         high_water: srv.cfg.write_high_water,
         low_water: srv.cfg.write_low_water.min(srv.cfg.write_high_water),
     });
@@ -864,8 +836,8 @@ struct StreamShared {
     control: ConnectionControl,
     st: Mutex<StreamState>,
     room: Notify,
-    /// `transport` extension callbacks: (on_high_water, on_drain).
-    callbacks: Mutex<(Vec<TransportCallback>, Vec<TransportCallback>)>,
+    /// `transport` extension callbacks.
+    hooks: crate::shared::TransportHooks,
     high_water: usize,
     low_water: usize,
 }
@@ -1092,7 +1064,7 @@ impl H2Sink {
             w.wake();
         }
         if high {
-            self.shared.fire(true);
+            self.shared.hooks.fire(true);
         }
         Ok(())
     }
@@ -1463,7 +1435,7 @@ impl StreamDriver {
                         self.shared.room.notify_waiters();
                     }
                     if drained {
-                        self.shared.fire(false);
+                        self.shared.hooks.fire(false);
                     }
                     if let Err(e) = s.send_data(piece, last) {
                         self.shared.disconnect(reason_of(&e, &self.ctx.stats));

@@ -89,3 +89,39 @@ impl FilePieces {
         Ok(Some((Bytes::from(buf), self.left == 0)))
     }
 }
+
+type Callback = std::sync::Arc<dyn Fn() + Send + Sync>;
+
+/// The `transport` extension's callbacks for one exchange or stream. The owner decides when
+/// the buffer crosses a watermark (the hysteresis lives with its counter); this holds the
+/// callbacks and runs them outside every lock, each isolated from the others' panics.
+#[derive(Default)]
+pub(crate) struct TransportHooks {
+    high: std::sync::Mutex<Vec<Callback>>,
+    drain: std::sync::Mutex<Vec<Callback>>,
+}
+
+impl TransportHooks {
+    pub(crate) fn on_high_water(&self, callback: Box<dyn Fn() + Send + Sync>) {
+        self.high
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(callback.into());
+    }
+
+    pub(crate) fn on_drain(&self, callback: Box<dyn Fn() + Send + Sync>) {
+        self.drain
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(callback.into());
+    }
+
+    /// Runs the `on_high_water` (`high`) or `on_drain` callbacks.
+    pub(crate) fn fire(&self, high: bool) {
+        let list = if high { &self.high } else { &self.drain };
+        let cbs: Vec<Callback> = list.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for cb in cbs {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb()));
+        }
+    }
+}
