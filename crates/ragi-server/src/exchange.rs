@@ -297,22 +297,10 @@ impl Exchange {
         length: Option<u64>,
         more: bool,
     ) -> Result<(), SendError> {
-        let mut pieces = crate::shared::FilePieces::open(&path, offset, length)?;
-        if pieces.is_empty() {
-            return Box::pin(self.send_event(SendEvent::ResponseBody {
-                body: Body::Bytes(Bytes::new()),
-                more,
-            }))
-            .await;
-        }
-        while let Some((piece, last)) = pieces.next_piece()? {
-            let piece = SendEvent::ResponseBody {
-                body: Body::Bytes(piece),
-                more: more || !last,
-            };
-            Box::pin(self.send_event(piece)).await?;
-        }
-        Ok(())
+        crate::shared::send_file(&path, offset, length, more, |event| {
+            Box::pin(self.send_event(event))
+        })
+        .await
     }
 }
 

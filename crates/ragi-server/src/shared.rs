@@ -125,3 +125,30 @@ impl TransportHooks {
         }
     }
 }
+
+/// Sends a `Body::File` region as body pieces through `send` (which applies backpressure),
+/// the last piece carrying `more` as the app gave it.
+pub(crate) async fn send_file<F, Fut>(
+    path: &Path,
+    offset: u64,
+    length: Option<u64>,
+    more: bool,
+    mut send: F,
+) -> Result<(), SendError>
+where
+    F: FnMut(ragi::SendEvent) -> Fut,
+    Fut: Future<Output = Result<(), SendError>>,
+{
+    let body = |bytes: Bytes, more: bool| ragi::SendEvent::ResponseBody {
+        body: ragi::Body::Bytes(bytes),
+        more,
+    };
+    let mut pieces = FilePieces::open(path, offset, length)?;
+    if pieces.is_empty() {
+        return send(body(Bytes::new(), more)).await;
+    }
+    while let Some((piece, last)) = pieces.next_piece()? {
+        send(body(piece, more || !last)).await?;
+    }
+    Ok(())
+}
