@@ -15,6 +15,9 @@
 #              how many connections one wake-up finds ready varies, so does the count (±2 %)
 #   pipelined  8 connections, 8 requests per write (±2 %)
 #
+# SERVER_CMD counts another server instead (it must print `listening on` on stderr), e.g. the
+# baselines: SERVER_CMD='bench/target/release/hyper-hello --listen 127.0.0.1:18080'.
+#
 # The dumps stay in OUT_DIR (`callgrind_annotate --inclusive=yes OUT_DIR/cg-serial.out.1`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +27,7 @@ RAGI_BIN=${RAGI_BIN:-target/release/ragi}
 OUT_DIR=${OUT_DIR:-/tmp/ragi-cg}
 PORT=${PORT:-18080}
 mkdir -p "$OUT_DIR"
+SERVER_CMD=${SERVER_CMD:-$RAGI_BIN probe --listen 127.0.0.1:$PORT --no-lifecycle}
 [ -n "${SKIP_BUILD:-}" ] || cargo build --release -q -p ragi-cli
 
 pid=
@@ -40,14 +44,14 @@ for w in $WORKLOADS; do
   out="$OUT_DIR/cg-$w.out"
   rm -f "$out" "$out".* "$OUT_DIR/server-$w.log"
   taskset -c 0 valgrind --tool=callgrind --compress-strings=no --callgrind-out-file="$out" \
-    "$RAGI_BIN" probe --listen 127.0.0.1:$PORT --no-lifecycle 2>"$OUT_DIR/server-$w.log" &
+    $SERVER_CMD 2>"$OUT_DIR/server-$w.log" &
   pid=$!
   for _ in $(seq 200); do
     grep -q "listening on" "$OUT_DIR/server-$w.log" 2>/dev/null && break
     sleep 0.1
   done
   got=$(python3 bench/cg_load.py 127.0.0.1:$PORT "$N" "$conns" "$depth" 2000 "$pid")
-  kill -INT "$pid"; wait "$pid" || true; pid=
+  kill -TERM "$pid"; wait "$pid" || true; pid=
   dump=$(ls -t "$out".* 2>/dev/null | grep -v '\.0*$' | head -1 || true)
   [ -n "$dump" ] || dump=$(ls -t "$out"* | head -1)
   ir=$(grep -m1 '^summary:\|^totals:' "$dump" | awk '{print $2}')

@@ -21,8 +21,8 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use ragi::{
-    AppResult, Body, BoxFuture, ConnectionControl, DisconnectReason, ReceiveEvent, ReceiveSource,
-    SendError, SendEvent, SendSink, TrySendError,
+    AppResult, Body, BoxFuture, Connection, ConnectionControl, DisconnectReason, ReceiveEvent,
+    ReceiveSource, SendError, SendEvent, SendSink, TrySendError,
 };
 use tokio::sync::Notify;
 
@@ -60,6 +60,32 @@ pub(crate) struct ExState {
     above_high: bool,
 }
 
+impl ExState {
+    fn new(
+        out: OutQueue,
+        body: VecDeque<Bytes>,
+        enc: ResponseEncoder,
+        body_complete: bool,
+        expect_continue: bool,
+    ) -> Self {
+        Self {
+            body,
+            body_buffered: 0,
+            body_complete,
+            final_delivered: false,
+            recv_waker: None,
+            expect_continue: expect_continue && !body_complete,
+            continue_wanted: false,
+            disconnect: None,
+            enc,
+            out,
+            unflushed: 0,
+            app: None,
+            above_high: false,
+        }
+    }
+}
+
 pub(crate) struct Exchange {
     pub(crate) conn: Arc<ConnShared>,
     pub(crate) control: ConnectionControl,
@@ -88,21 +114,13 @@ impl Exchange {
         Arc::new(Self {
             conn,
             control,
-            st: Mutex::new(ExState {
-                body: VecDeque::new(),
-                body_buffered: 0,
-                body_complete,
-                final_delivered: false,
-                recv_waker: None,
-                expect_continue: expect_continue && !body_complete,
-                continue_wanted: false,
-                disconnect: None,
-                enc,
+            st: Mutex::new(ExState::new(
                 out,
-                unflushed: 0,
-                app: None,
-                above_high: false,
-            }),
+                VecDeque::new(),
+                enc,
+                body_complete,
+                expect_continue,
+            )),
             room: Notify::new(),
             hooks: Default::default(),
             inline: std::sync::atomic::AtomicBool::new(false),
@@ -110,6 +128,32 @@ impl Exchange {
             high_water: cfg.write_high_water,
             low_water: cfg.write_low_water.min(cfg.write_high_water),
         })
+    }
+
+    /// Readies a finished exchange that nothing else refers to any more for the next request
+    /// of its connection, as [`Exchange::new`] would make it, and returns that request's
+    /// connection object. The allocations stay: the exchange, its output buffer, its body
+    /// queue, and the connection object when the app kept no handle of it.
+    pub(crate) fn reuse(
+        &mut self,
+        enc: ResponseEncoder,
+        body_complete: bool,
+        expect_continue: bool,
+    ) -> Connection {
+        let connection = self.control.reuse().unwrap_or_else(|| {
+            let (connection, control) = Connection::pair();
+            self.control = control;
+            connection
+        });
+        let st = self.st.get_mut().unwrap_or_else(|e| e.into_inner());
+        let mut out = std::mem::take(&mut st.out);
+        out.clear();
+        let mut body = std::mem::take(&mut st.body);
+        body.clear();
+        *st = ExState::new(out, body, enc, body_complete, expect_continue);
+        self.hooks.clear();
+        *self.inline.get_mut() = false;
+        connection
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, ExState> {

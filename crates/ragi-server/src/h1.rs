@@ -64,6 +64,9 @@ thread_local! {
 const LINGER: Duration = Duration::from_secs(2);
 /// Most bytes discarded while lingering or draining an unread body.
 const DRAIN_LIMIT: u64 = 256 * 1024;
+/// Most finished exchanges kept for reuse: enough for a burst of 8 pipelined requests, whose
+/// exchanges all wait for the same write.
+const SPARE_EXCHANGES: usize = 8;
 
 struct Active {
     ex: Arc<Exchange>,
@@ -129,8 +132,9 @@ pub(crate) struct Driver {
     fin_sent: bool,
     linger_until: Option<Instant>,
     read_eof: bool,
-    /// An emptied output buffer from a finished exchange, handed to the next one.
-    spare_out: Option<OutQueue>,
+    /// Finished exchanges that nothing else refers to, ready for the next requests (see
+    /// [`Exchange::reuse`]); at most [`SPARE_EXCHANGES`].
+    spare: Vec<Arc<Exchange>>,
     /// Shutdown or a requested close found the connection idle and looked for bytes once.
     looked_on_close: bool,
     /// TLS: the session (plaintext in `rbuf`, ciphertext in `wq`) and its facts.
@@ -182,7 +186,7 @@ impl Driver {
             fin_sent: false,
             linger_until: None,
             read_eof: false,
-            spare_out: None,
+            spare: Vec::new(),
             looked_on_close: false,
             tls: None,
             tls_info: None,
@@ -576,11 +580,15 @@ impl Driver {
             .front()
             .is_some_and(|p| p.mark <= self.written_total)
         {
-            let p = self.pending.pop_front().expect("checked");
+            let mut p = self.pending.pop_front().expect("checked");
             p.ex.lock().unflushed = 0;
             p.ex.control.complete();
             if let Some(entry) = p.log {
                 access_log::write(self.srv.cfg.access_log, *entry);
+            }
+            if self.spare.len() < SPARE_EXCHANGES && Arc::get_mut(&mut p.ex).is_some() {
+                // Nothing else holds the exchange any more: the next request can have it.
+                self.spare.push(p.ex);
             }
             completed = true;
         }
@@ -753,7 +761,6 @@ impl Driver {
                 return;
             }
         }
-        let (connection, control) = Connection::pair();
         let close = !head.keep_alive || self.shutting_down || self.conn.close_deadline().is_some();
         let head_request = head.method == http::Method::HEAD;
         let enc = ResponseEncoder::new(ResponseContext {
@@ -767,17 +774,7 @@ impl Driver {
             BodyFraming::Length(n) => BodyDecoder::length(n),
             BodyFraming::Chunked => BodyDecoder::chunked(),
         };
-        let out =
-            std::mem::take(&mut self.spare_out).unwrap_or_else(|| OutQueue::with_capacity(512));
-        let ex = Exchange::new(
-            out,
-            self.conn.clone(),
-            control,
-            enc,
-            decoder.is_done(),
-            head.expect_continue,
-            &self.srv.cfg,
-        );
+        let (ex, connection) = self.exchange(enc, decoder.is_done(), head.expect_continue);
         let log = self
             .srv
             .cfg
@@ -839,6 +836,33 @@ impl Driver {
             },
         );
         run_app(ex, fut);
+    }
+
+    /// The exchange of a new request and its connection object: a spare one when there is
+    /// one, else a new one.
+    fn exchange(
+        &mut self,
+        enc: ResponseEncoder,
+        body_complete: bool,
+        expect_continue: bool,
+    ) -> (Arc<Exchange>, Connection) {
+        while let Some(mut ex) = self.spare.pop() {
+            if let Some(m) = Arc::get_mut(&mut ex) {
+                let connection = m.reuse(enc, body_complete, expect_continue);
+                return (ex, connection);
+            }
+        }
+        let (connection, control) = Connection::pair();
+        let ex = Exchange::new(
+            OutQueue::with_capacity(512),
+            self.conn.clone(),
+            control,
+            enc,
+            body_complete,
+            expect_continue,
+            &self.srv.cfg,
+        );
+        (ex, connection)
     }
 
     /// Moves body bytes from the read buffer into the exchange's queue, up to the read-ahead.
@@ -931,10 +955,6 @@ impl Driver {
         if st.enc.is_done() {
             let close = st.enc.will_close();
             let continue_pending = st.expect_continue;
-            if st.out.is_empty() && self.spare_out.is_none() {
-                // The response is fully queued: its buffer serves the next exchange.
-                self.spare_out = Some(std::mem::take(&mut st.out));
-            }
             if let Some(AppOutcome::Failed(e)) = &st.app {
                 tracing::warn!(conn = %self.conn.id, error = %e, "app failed after its response completed");
             }

@@ -43,6 +43,13 @@ impl OutQueue {
         self.len == 0
     }
 
+    /// Empties the queue, keeping the copy buffer's memory.
+    pub(crate) fn clear(&mut self) {
+        self.scratch.clear();
+        self.pieces.clear();
+        self.len = 0;
+    }
+
     pub(crate) fn put_slice(&mut self, b: &[u8]) {
         self.scratch.extend_from_slice(b);
         self.len += b.len();
