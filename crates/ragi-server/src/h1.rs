@@ -34,9 +34,11 @@
 //! output waits, the linger after a server-made close, and a requested close's deadline. Each
 //! ends with the reason that names it.
 
+use std::future::Future;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -230,6 +232,9 @@ impl Driver {
         if *self.phase.borrow() != Phase::Running {
             self.on_phase();
         }
+        // The phase's change notice, kept across turns (see `poll_phase`).
+        let mut phase_wait = std::pin::pin!(Some(wait_phase(self.phase.clone())));
+        let mut phase_waker: Option<std::task::Waker> = None;
         loop {
             // Make every step possible without waiting.
             loop {
@@ -268,18 +273,45 @@ impl Driver {
                 }
                 (None, _) => {}
             }
-            let wake = {
-                let io = &self.io;
-                let wake = &self.conn.wake;
-                let phase = &mut self.phase;
-                tokio::select! {
-                    biased;
-                    r = io.ready(interest.unwrap_or(Interest::READABLE)), if interest.is_some() => Wake::Io(r),
-                    _ = wake.notified() => Wake::Notified,
-                    r = phase.changed() => if r.is_ok() { Wake::Phase } else { Wake::Notified },
-                    _ = sleep.as_mut(), if armed.is_some() => Wake::Timer,
+            // In this order: the socket, a wake-up, the phase, the timer. Hand-written rather
+            // than `select!`, which builds (and registers, and drops) every future anew each turn.
+            let wake = std::future::poll_fn(|cx| {
+                if let Some(interest) = interest {
+                    if let Poll::Ready(r) = self.poll_io(cx, interest) {
+                        return Poll::Ready(Wake::Io(r));
+                    }
                 }
-            };
+                if self.conn.wake.poll_notified(cx).is_ready() {
+                    return Poll::Ready(Wake::Notified);
+                }
+                // A shutdown phase: `self.phase` says whether it moved (one atomic load); the
+                // kept `changed()` future, polled only when it did or the waker changed, is
+                // what wakes this task.
+                let moved = matches!(self.phase.has_changed(), Ok(true));
+                if moved
+                    || !phase_waker
+                        .as_ref()
+                        .is_some_and(|w| w.will_wake(cx.waker()))
+                {
+                    while let Some(fut) = phase_wait.as_mut().as_pin_mut() {
+                        match fut.poll(cx) {
+                            Poll::Ready(Some(rx)) => phase_wait.set(Some(wait_phase(rx))),
+                            // The sender is gone: the phase never changes again.
+                            Poll::Ready(None) => phase_wait.set(None),
+                            Poll::Pending => break,
+                        }
+                    }
+                    phase_waker = Some(cx.waker().clone());
+                }
+                if moved {
+                    return Poll::Ready(Wake::Phase);
+                }
+                if armed.is_some() && sleep.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Wake::Timer);
+                }
+                Poll::Pending
+            })
+            .await;
             match wake {
                 Wake::Io(Ok(ready)) => self.on_ready(ready),
                 Wake::Io(Err(e)) => self.on_read_error(e),
@@ -296,6 +328,47 @@ impl Driver {
             }
         }
         self.finish()
+    }
+
+    /// Polls the socket for `interest` (see [`Driver::interest`]). Read and write readiness
+    /// are polled through tokio's per-direction waker slots, which cost no registration per
+    /// turn; the exact flags (closed, error) are asked for only when the driver watches without
+    /// reading, the one state where it needs them.
+    fn poll_io(&self, cx: &mut Context<'_>, interest: Interest) -> Poll<io::Result<Ready>> {
+        let mut ready = Ready::EMPTY;
+        if interest.is_writable() {
+            match self.io.poll_write_ready(cx) {
+                Poll::Ready(Ok(())) => ready |= Ready::WRITABLE,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {}
+            }
+        }
+        if interest.is_readable() {
+            match self.io.poll_read_ready(cx) {
+                Poll::Ready(Ok(())) if self.may_read() => {
+                    // The read itself tells data, FIN and RST apart.
+                    ready |= Ready::READABLE;
+                }
+                Poll::Ready(Ok(())) => {
+                    // Readable or read-closed: which one, and whether in error, tells a FIN or
+                    // an RST behind unread bytes. The readiness is set, so this is immediate.
+                    let precise =
+                        std::pin::pin!(self.io.ready(Interest::READABLE | Interest::ERROR));
+                    match precise.poll(cx) {
+                        Poll::Ready(Ok(r)) => ready |= r,
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                        Poll::Pending => {}
+                    }
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {}
+            }
+        }
+        if ready.is_empty() {
+            Poll::Pending
+        } else {
+            Poll::Ready(Ok(ready))
+        }
     }
 
     // ----- reading -------------------------------------------------------------------------
@@ -1206,6 +1279,11 @@ impl Driver {
             protocol: "http/1.1",
         }
     }
+}
+
+/// Resolves with the receiver when the phase changes; `None` when the sender is gone.
+async fn wait_phase(mut rx: watch::Receiver<Phase>) -> Option<watch::Receiver<Phase>> {
+    rx.changed().await.ok().map(|()| rx)
 }
 
 fn shutdown_write(io: &TcpStream) -> io::Result<()> {
