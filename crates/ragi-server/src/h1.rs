@@ -418,7 +418,8 @@ impl Driver {
                 // and keep only what arrived.
                 SCRATCH.with(|scratch| {
                     let mut scratch = scratch.borrow_mut();
-                    let r = self.io.try_read(&mut scratch[..]);
+                    let room = scratch.len();
+                    let r = read_clearing(&self.io, room, || self.io.try_read(&mut scratch[..]));
                     if let Ok(n) = r {
                         self.rbuf = BytesMut::with_capacity(n.max(1024));
                         self.rbuf.extend_from_slice(&scratch[..n]);
@@ -430,16 +431,8 @@ impl Driver {
                     self.rbuf.reserve(16 * 1024);
                 }
                 let room = self.rbuf.capacity() - self.rbuf.len();
-                let r = self.io.try_read_buf(&mut self.rbuf);
-                if matches!(r, Ok(n) if n > 0 && n < room) {
-                    // A short read drained the kernel's buffer: clear readiness now rather
-                    // than pay a `recv` that says EAGAIN (tokio's own `poll_read` does this).
-                    // A new edge that arrived meanwhile is not lost (tokio checks its tick).
-                    let _ = self.io.try_io(Interest::READABLE, || {
-                        Err::<(), _>(io::ErrorKind::WouldBlock.into())
-                    });
-                }
-                r
+                let (io, rbuf) = (&self.io, &mut self.rbuf);
+                read_clearing(io, room, || io.try_read_buf(rbuf))
             };
             tracing::trace!(conn = %self.conn.id, ?ready, result = ?r.as_ref().map_err(|e| e.kind()), "read");
             match r {
@@ -1278,6 +1271,30 @@ impl Driver {
             duration: self.accepted_at.elapsed(),
             protocol: "http/1.1",
         }
+    }
+}
+
+/// Runs `read` (a `try_read` of at most `room` bytes). A short read drained the kernel's
+/// buffer: it also clears tokio's read readiness, as tokio's own `poll_read` does, so that the
+/// next turn waits for an edge instead of paying a `recv` that says EAGAIN. The readiness is
+/// captured (by the outer `try_io`) before the read, so an edge that arrives meanwhile is not
+/// cleared with it.
+fn read_clearing(
+    io: &TcpStream,
+    room: usize,
+    read: impl FnOnce() -> io::Result<usize>,
+) -> io::Result<usize> {
+    let mut short = None;
+    let r = io.try_io(Interest::READABLE, || match read() {
+        Ok(n) if n > 0 && n < room => {
+            short = Some(n);
+            Err(io::ErrorKind::WouldBlock.into())
+        }
+        other => other,
+    });
+    match short {
+        Some(n) => Ok(n),
+        None => r,
     }
 }
 
