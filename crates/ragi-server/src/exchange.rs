@@ -22,7 +22,7 @@ use std::task::{Context, Poll, Waker};
 use bytes::Bytes;
 use ragi::{
     AppResult, Body, BoxFuture, Connection, ConnectionControl, DisconnectReason, ReceiveEvent,
-    ReceiveSource, SendError, SendEvent, SendSink, TrySendError,
+    SendError, SendEvent, SendSink, SharedReceiveSource, TrySendError,
 };
 use tokio::sync::Notify;
 
@@ -371,12 +371,10 @@ impl ragi::TransportState for Exchange {
     }
 }
 
-/// The `receive` side of an http exchange.
-pub(crate) struct BodySource(pub(crate) Arc<Exchange>);
-
-impl ReceiveSource for BodySource {
-    fn poll_receive(&mut self, cx: &mut Context<'_>) -> Poll<ReceiveEvent> {
-        let ex = &self.0;
+/// The exchange is the `receive` side of its http scope.
+impl SharedReceiveSource for Exchange {
+    fn poll_receive(&self, cx: &mut Context<'_>) -> Poll<ReceiveEvent> {
+        let ex = self;
         let mut st = ex.lock();
         if st.expect_continue && !st.continue_wanted {
             st.continue_wanted = true;

@@ -48,7 +48,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::access_log::{self, AccessEntry};
-use crate::exchange::{run_app, AppOutcome, BodySource, Exchange};
+use crate::exchange::{run_app, AppOutcome, Exchange};
 use crate::lifecycle::{Closed, ConnShared, ErrorReport};
 use crate::proto::h1::body::{BodyDecoder, Decoded};
 use crate::proto::h1::request::{self, BodyFraming, Parsed, RequestHead};
@@ -885,7 +885,7 @@ impl Driver {
         self.feed_body();
         let fut = self.srv.app.call(
             scope,
-            ragi::Receiver::new(BodySource(ex.clone())),
+            ragi::Receiver::from_arc(ex.clone()),
             if kind == ScopeKind::Sse {
                 let target = ex.clone();
                 let end: crate::sse::EndStream = Box::new(move |reason| {
