@@ -27,7 +27,7 @@ use ragi::{
 use tokio::sync::Notify;
 
 use crate::lifecycle::ConnShared;
-use crate::proto::h1::response::{OutQueue, ResponseEncoder};
+use crate::proto::h1::response::{OutQueue, ResponseContext, ResponseEncoder};
 
 /// How the app's call ended.
 #[derive(Debug, Clone)]
@@ -63,13 +63,12 @@ pub(crate) struct ExState {
 impl ExState {
     fn new(
         out: OutQueue,
-        body: VecDeque<Bytes>,
         enc: ResponseEncoder,
         body_complete: bool,
         expect_continue: bool,
     ) -> Self {
         Self {
-            body,
+            body: VecDeque::new(),
             body_buffered: 0,
             body_complete,
             final_delivered: false,
@@ -114,13 +113,7 @@ impl Exchange {
         Arc::new(Self {
             conn,
             control,
-            st: Mutex::new(ExState::new(
-                out,
-                VecDeque::new(),
-                enc,
-                body_complete,
-                expect_continue,
-            )),
+            st: Mutex::new(ExState::new(out, enc, body_complete, expect_continue)),
             room: Notify::new(),
             hooks: Default::default(),
             inline: std::sync::atomic::AtomicBool::new(false),
@@ -136,7 +129,7 @@ impl Exchange {
     /// queue, and the connection object when the app kept no handle of it.
     pub(crate) fn reuse(
         &mut self,
-        enc: ResponseEncoder,
+        ctx: ResponseContext,
         body_complete: bool,
         expect_continue: bool,
     ) -> Connection {
@@ -145,12 +138,31 @@ impl Exchange {
             self.control = control;
             connection
         });
+        // Field by field: building a whole new state (and dropping the old) costs more.
         let st = self.st.get_mut().unwrap_or_else(|e| e.into_inner());
-        let mut out = std::mem::take(&mut st.out);
-        out.clear();
-        let mut body = std::mem::take(&mut st.body);
-        body.clear();
-        *st = ExState::new(out, body, enc, body_complete, expect_continue);
+        if !st.body.is_empty() {
+            st.body.clear();
+        }
+        st.body_buffered = 0;
+        st.body_complete = body_complete;
+        st.final_delivered = false;
+        if st.recv_waker.is_some() {
+            st.recv_waker = None;
+        }
+        st.expect_continue = expect_continue && !body_complete;
+        st.continue_wanted = false;
+        if st.disconnect.is_some() {
+            st.disconnect = None;
+        }
+        st.enc.renew(ctx);
+        if !st.out.is_empty() {
+            st.out.clear();
+        }
+        st.unflushed = 0;
+        if st.app.is_some() {
+            st.app = None;
+        }
+        st.above_high = false;
         self.hooks.clear();
         *self.inline.get_mut() = false;
         connection

@@ -829,18 +829,18 @@ impl Driver {
         }
         let close = !head.keep_alive || self.shutting_down || self.conn.close_deadline().is_some();
         let head_request = head.method == http::Method::HEAD;
-        let enc = ResponseEncoder::new(ResponseContext {
+        let ctx = ResponseContext {
             version: head.version,
             head_request,
             close,
-            server_header: self.srv.server_header.clone(),
-        });
+            server_header: None, // the server's, set by `exchange`
+        };
         let decoder = match head.framing {
             BodyFraming::Empty => BodyDecoder::length(0),
             BodyFraming::Length(n) => BodyDecoder::length(n),
             BodyFraming::Chunked => BodyDecoder::chunked(),
         };
-        let (ex, connection) = self.exchange(enc, decoder.is_done(), head.expect_continue);
+        let (ex, connection) = self.exchange(ctx, decoder.is_done(), head.expect_continue);
         let log = self
             .srv
             .cfg
@@ -908,16 +908,18 @@ impl Driver {
     /// one, else a new one.
     fn exchange(
         &mut self,
-        enc: ResponseEncoder,
+        mut ctx: ResponseContext,
         body_complete: bool,
         expect_continue: bool,
     ) -> (Arc<Exchange>, Connection) {
         while let Some(mut ex) = self.spare.pop() {
             if let Some(m) = Arc::get_mut(&mut ex) {
-                let connection = m.reuse(enc, body_complete, expect_continue);
+                let connection = m.reuse(ctx, body_complete, expect_continue);
                 return (ex, connection);
             }
         }
+        ctx.server_header = self.srv.server_header.clone();
+        let enc = ResponseEncoder::new(ctx);
         let (connection, control) = Connection::pair();
         let ex = Exchange::new(
             OutQueue::with_capacity(512),

@@ -213,6 +213,19 @@ impl ResponseEncoder {
         }
     }
 
+    /// Makes this encoder the next response's (as [`ResponseEncoder::new`] would), keeping its
+    /// server header: `ctx.server_header` is ignored.
+    pub(crate) fn renew(&mut self, ctx: ResponseContext) {
+        let server_header = self.ctx.server_header.take();
+        self.ctx = ctx;
+        self.ctx.server_header = server_header;
+        if !matches!(self.state, State::Init) {
+            self.state = State::Init;
+        }
+        self.status = 0;
+        self.body_bytes = 0;
+    }
+
     pub(crate) fn started(&self) -> bool {
         !matches!(self.state, State::Init)
     }
