@@ -611,9 +611,17 @@ fn start_stream(
 ) -> Option<Arc<StreamShared>> {
     let (parts, recv) = req.into_parts();
     if parts.method == http::Method::CONNECT {
-        // Plain CONNECT is a proxy request; extended CONNECT (RFC 8441, `:protocol`) is
-        // reserved for WebSocket over HTTP/2, which is not served yet.
-        refuse(ctx, respond, 501);
+        // Extended CONNECT with `:protocol = websocket` (RFC 8441) is a WebSocket; plain
+        // CONNECT is a proxy request, not served.
+        let websocket = parts
+            .extensions
+            .get::<h2::ext::Protocol>()
+            .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"));
+        if websocket {
+            start_websocket(ctx, parts, recv, respond);
+        } else {
+            refuse(ctx, respond, 501);
+        }
         return None;
     }
     let srv = &ctx.srv;
@@ -752,6 +760,67 @@ fn start_stream(
         conn.task_done();
     });
     Some(shared)
+}
+
+/// Starts a WebSocket session on an extended CONNECT stream (RFC 8441), in its own task.
+fn start_websocket(
+    ctx: &Arc<StreamCtx>,
+    parts: http::request::Parts,
+    recv: RecvStream,
+    respond: SendResponse<Bytes>,
+) {
+    let srv = &ctx.srv;
+    let headers = scope_headers(&parts);
+    let version_ok = headers
+        .get("sec-websocket-version")
+        .is_some_and(|v| v.trim_ascii() == b"13");
+    if !version_ok {
+        let mut resp = server_response(ctx, 426);
+        resp.headers_mut().insert(
+            HeaderName::from_static("sec-websocket-version"),
+            HeaderValue::from_static("13"),
+        );
+        resp.headers_mut()
+            .insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+        let mut respond = respond;
+        let _ = respond.send_response(resp, true);
+        return;
+    }
+    let (connection, control) = Connection::pair();
+    let mut scope = Scope::with_parts(ScopeKind::WebSocket, connection, srv.lifespan_state.clone());
+    scope.http_version = HttpVersion::Http2;
+    let raw_path = parts.uri.path();
+    let raw_path = if raw_path.is_empty() { "/" } else { raw_path };
+    scope.path = ragi::scope::percent_decode(raw_path.as_bytes());
+    scope.raw_path = Bytes::copy_from_slice(raw_path.as_bytes());
+    scope.query_string = parts
+        .uri
+        .query()
+        .map(|q| Bytes::copy_from_slice(q.as_bytes()))
+        .unwrap_or_default();
+    // The app sees a WebSocket handshake: method GET, as over HTTP/1.1.
+    scope.method = http::Method::GET;
+    scope.subprotocols = crate::ws::offered_subprotocols(&headers);
+    let offers: Vec<Bytes> = headers.get_all("sec-websocket-extensions").cloned().collect();
+    scope.headers = headers;
+    scope.client = Some(ctx.peer);
+    scope.server = Some(ctx.local);
+    scope.scheme = if ctx.tls.is_some() { "wss" } else { "ws" };
+    scope.extensions.tls = ctx.tls.clone();
+    let stream_id = respond.stream_id().as_u32();
+    let session = crate::ws::SessionCtx {
+        srv: srv.clone(),
+        conn: ctx.conn.clone(),
+        stream: Some(stream_id),
+        request_line: format!("CONNECT {} HTTP/2 (websocket)", parts.uri),
+    };
+    let io = crate::ws::H2Io::new(recv, respond, srv.server_header.clone());
+    ctx.conn.task_started();
+    let conn = ctx.conn.clone();
+    tokio::spawn(async move {
+        crate::ws::run_session(io, scope, control, session, offers, bytes::BytesMut::new()).await;
+        conn.task_done();
+    });
 }
 
 /// The request headers as the scope shows them: `:authority` as `host` first (replacing any

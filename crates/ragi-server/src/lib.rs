@@ -40,6 +40,7 @@ mod shared;
 mod sse;
 pub mod tls;
 mod tls_io;
+mod ws;
 
 pub use config::{AccessLogFormat, Config};
 pub use error::Error;

@@ -550,7 +550,12 @@ async fn serve_connection(
         if let Some((session, early)) = tls {
             driver = driver.with_tls(session, early);
         }
-        driver.run().await
+        match driver.run().await {
+            crate::h1::H1End::Closed(closed) => closed,
+            crate::h1::H1End::Upgrade(up) => {
+                crate::ws::serve_h1_upgrade(*up, shared.clone(), conn.clone()).await
+            }
+        }
     };
     if let Some(l) = &shared.lifecycle {
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| l.closed(&closed))) {

@@ -1,0 +1,104 @@
+//! WebSocket backpressure through the `transport` extension: `send` waits above the high
+//! watermark while the client does not read, `on_high_water` fires with the buffered amount,
+//! and `on_drain` fires once the client catches up.
+
+use std::io::{Read, Write};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ragi::{Headers, Message, ReceiveEvent, Receiver, Scope, SendEvent, Sender};
+use ragi_server::{Config, Server};
+
+#[test]
+fn websocket_send_follows_the_watermarks() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (tx, rx) = mpsc::channel::<(&'static str, usize)>();
+    let bound = rt
+        .block_on(
+            Server::new(Config::default())
+                .listen("127.0.0.1:0".parse().unwrap())
+                .bind(),
+        )
+        .unwrap();
+    let addr = bound.local_addrs()[0];
+    let shutdown = bound.shutdown_handle();
+    const MESSAGES: usize = 512;
+    let app = move |scope: Scope, mut receive: Receiver, send: Sender| {
+        let tx = tx.clone();
+        async move {
+            if scope.kind != ragi::ScopeKind::WebSocket {
+                return Err(ragi::UnsupportedScope(scope.kind).into());
+            }
+            assert_eq!(receive.receive().await, ReceiveEvent::WebSocketConnect);
+            let t = scope.extensions.transport.clone().expect("transport");
+            let (t1, tx1) = (t.clone(), tx.clone());
+            t.on_high_water(move || {
+                let _ = tx1.send(("high", t1.buffered_amount()));
+            });
+            let (t2, tx2) = (t.clone(), tx.clone());
+            t.on_drain(move || {
+                let _ = tx2.send(("drain", t2.buffered_amount()));
+            });
+            send.send(SendEvent::WebSocketAccept {
+                subprotocol: None,
+                headers: Headers::new(),
+            })
+            .await?;
+            let msg = Bytes::from(vec![b'x'; 32 * 1024]);
+            for _ in 0..MESSAGES {
+                send.send(SendEvent::WebSocketSend(Message::Binary(msg.clone())))
+                    .await?;
+                // Never far above the high watermark: send waited.
+                let _ = tx.send(("sent", t.buffered_amount()));
+            }
+            send.send(SendEvent::WebSocketClose {
+                code: 1000,
+                reason: String::new(),
+            })
+            .await?;
+            Ok(())
+        }
+    };
+    rt.spawn(async move { bound.serve(app).await });
+
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .unwrap();
+    // Not reading: high water is reached, and sends stop short of the whole burst.
+    let mut high = None;
+    let mut sent = 0;
+    while high.is_none() {
+        match rx.recv_timeout(Duration::from_secs(10)).expect("events") {
+            ("high", n) => high = Some(n),
+            ("sent", n) => {
+                sent += 1;
+                assert!(n <= 64 * 1024 + 33 * 1024, "buffered {n}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(high.unwrap() > 64 * 1024, "{high:?}");
+    assert!(sent < MESSAGES, "send did not wait: {sent} sent");
+    // Read everything: the buffer drains and the app finishes.
+    let mut all = Vec::new();
+    let _ = c.read_to_end(&mut all);
+    assert!(all.len() > MESSAGES * 32 * 1024, "got {} bytes", all.len());
+    let mut drained = false;
+    while let Ok(ev) = rx.recv_timeout(Duration::from_secs(5)) {
+        if ev.0 == "drain" {
+            assert!(ev.1 <= 16 * 1024, "buffered {} at drain", ev.1);
+            drained = true;
+        }
+    }
+    assert!(drained, "no drain call");
+    shutdown.shutdown();
+}
