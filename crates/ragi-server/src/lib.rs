@@ -41,6 +41,10 @@ mod sse;
 pub mod tls;
 mod tls_io;
 
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub use proto::ws::fuzz as __fuzz;
+
 pub use config::{AccessLogFormat, Config};
 pub use error::Error;
 pub use lifecycle::{AddressFilter, ConnId, ConnectionHandle, LifecycleListener};
