@@ -42,6 +42,10 @@ pub mod tls;
 mod tls_io;
 mod ws;
 
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub use proto::ws::fuzz as __fuzz;
+
 pub use config::{AccessLogFormat, Config};
 pub use error::Error;
 pub use lifecycle::{AddressFilter, ConnId, ConnectionHandle, LifecycleListener};
