@@ -213,8 +213,9 @@ impl LifecycleListener for ProbeListener {
 
     fn upgraded(&self, n: &Upgraded) {
         self.0.notice(json!({
-            "id": n.id.get(), "event": "upgraded", "peer": null, "reason": null,
+            "id": n.id.get(), "event": "upgraded", "peer": n.peer.to_string(), "reason": null,
             "requests": 0, "bytes_in": 0, "bytes_out": 0, "protocol": n.protocol,
+            "stream": n.stream,
         }));
     }
 

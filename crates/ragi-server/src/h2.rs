@@ -811,6 +811,7 @@ fn start_websocket(
     let session = crate::ws::SessionCtx {
         srv: srv.clone(),
         conn: ctx.conn.clone(),
+        peer: ctx.peer,
         stream: Some(stream_id),
         request_line: format!("CONNECT {} HTTP/2 (websocket)", parts.uri),
     };

@@ -85,6 +85,8 @@ pub struct Accepted {
 pub struct Upgraded {
     /// The connection's id.
     pub id: ConnId,
+    /// The client's address.
+    pub peer: SocketAddr,
     /// The new protocol, e.g. `websocket`.
     pub protocol: String,
     /// On HTTP/2, the stream that was upgraded.

@@ -70,6 +70,9 @@ const LINGER: Duration = Duration::from_secs(2);
 /// Bytes a client may send before the handshake is answered; beyond, the server stops reading
 /// until it is.
 const PRE_ACCEPT_LIMIT: usize = 64 * 1024;
+/// How long a detected protocol violation waits for the app to take the messages that came
+/// before it.
+const FAILURE_GRACE: Duration = Duration::from_secs(1);
 /// Bytes read per read call at least.
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -248,9 +251,10 @@ enum AppPhase {
 
 /// The handshake answer the app gave, for the driver to carry out.
 enum Answer {
+    /// The response headers (subprotocol and extension included) and the codec's settings.
     Accept {
-        subprotocol: Option<String>,
         headers: Headers,
+        config: CodecConfig,
     },
     Deny {
         status: u16,
@@ -294,6 +298,10 @@ pub(crate) struct WsShared {
     high: usize,
     low: usize,
     offered: Vec<String>,
+    /// The client's `sec-websocket-extensions` values.
+    offers: Vec<Bytes>,
+    compression: bool,
+    max_message: usize,
 }
 
 impl WsShared {
@@ -347,7 +355,13 @@ impl WsSink {
     /// Applies an event that needs no waiting (everything but a message while blocked).
     fn apply(&self, st: &mut St, event: SendEvent) -> Result<(), SendError> {
         match (st.phase, event) {
-            (AppPhase::Connecting, SendEvent::WebSocketAccept { subprotocol, headers }) => {
+            (
+                AppPhase::Connecting,
+                SendEvent::WebSocketAccept {
+                    subprotocol,
+                    mut headers,
+                },
+            ) => {
                 if let Some(p) = &subprotocol {
                     if !self.0.offered.iter().any(|o| o == p) {
                         return Err(SendError::invalid_event(format!(
@@ -356,11 +370,28 @@ impl WsSink {
                     }
                 }
                 headers.validate().map_err(SendError::invalid_header)?;
-                st.phase = AppPhase::Open;
-                st.answer = Some(Answer::Accept {
-                    subprotocol,
-                    headers,
+                // Negotiated here, not in the driver: the app may send right after accepting,
+                // before the driver runs, and its messages need the encoder.
+                let deflate = if self.0.compression {
+                    let offers: Vec<&[u8]> = self.0.offers.iter().map(|b| &b[..]).collect();
+                    codec::negotiate(&offers)
+                } else {
+                    None
+                };
+                if let Some(p) = subprotocol {
+                    headers.push("sec-websocket-protocol", p);
+                }
+                let params = deflate.map(|(params, value)| {
+                    headers.push("sec-websocket-extensions", value);
+                    params
                 });
+                let config = CodecConfig {
+                    max_message_size: self.0.max_message,
+                    deflate: params,
+                };
+                st.encoder = Some(Encoder::new(&config));
+                st.phase = AppPhase::Open;
+                st.answer = Some(Answer::Accept { headers, config });
                 wake_driver(st);
                 Ok(())
             }
@@ -548,6 +579,8 @@ enum State {
 pub(crate) struct SessionCtx {
     pub(crate) srv: Arc<ServerShared>,
     pub(crate) conn: Arc<ConnShared>,
+    /// The client's address, for the `upgraded` notice.
+    pub(crate) peer: std::net::SocketAddr,
     /// The HTTP/2 stream, for the `upgraded` notice.
     pub(crate) stream: Option<u32>,
     /// The request line (or `CONNECT path`), for the error hook.
@@ -561,13 +594,20 @@ pub(crate) struct SessionEnd {
     pub(crate) bytes_out: u64,
 }
 
+/// A protocol violation found behind messages the app has not taken yet.
+struct PendingFailure {
+    code: u16,
+    text: &'static str,
+    reason: DisconnectReason,
+    at: Instant,
+}
+
 struct Driver<T: WsIo> {
     io: T,
     sh: Arc<WsShared>,
     control: ConnectionControl,
     ctx: SessionCtx,
     app: Option<CatchUnwind<BoxFuture<'static, AppResult>>>,
-    offers: Vec<Bytes>,
     decoder: Option<Decoder>,
     rbuf: BytesMut,
     state: State,
@@ -576,11 +616,9 @@ struct Driver<T: WsIo> {
     fin_sent: bool,
     bytes_in: u64,
     bytes_out: u64,
-    max_message: usize,
     max_queue: usize,
     idle: Option<Duration>,
     write_timeout: Option<Duration>,
-    compression: bool,
     last_data: Instant,
     keepalive: Option<(Duration, Duration)>,
     ping_due: Option<Instant>,
@@ -589,6 +627,7 @@ struct Driver<T: WsIo> {
     close_wait_until: Option<Instant>,
     linger_until: Option<Instant>,
     stall_start: Option<Instant>,
+    pending_failure: Option<PendingFailure>,
     sleep: Pin<Box<tokio::time::Sleep>>,
     armed: Option<Instant>,
 }
@@ -632,6 +671,9 @@ pub(crate) async fn run_session<T: WsIo>(
         high: cfg.write_high_water,
         low: cfg.write_low_water,
         offered,
+        offers,
+        compression: cfg.ws_compression,
+        max_message: cfg.ws_max_message_size,
     });
     scope.extensions.websocket_http_response = true;
     scope.extensions.server_state = Some(ctx.srv.server_state.clone());
@@ -646,14 +688,11 @@ pub(crate) async fn run_session<T: WsIo>(
         io,
         sh,
         control,
-        max_message: cfg.ws_max_message_size,
         max_queue: cfg.ws_max_queue,
         idle: cfg.ws_idle_timeout,
         write_timeout: cfg.write_timeout,
-        compression: cfg.ws_compression,
         ctx,
         app: Some(CatchUnwind(app)),
-        offers,
         decoder: None,
         rbuf,
         state: State::Connecting,
@@ -670,6 +709,7 @@ pub(crate) async fn run_session<T: WsIo>(
         close_wait_until: None,
         linger_until: None,
         stall_start: None,
+        pending_failure: None,
         sleep: Box::pin(tokio::time::sleep_until(tokio::time::Instant::now())),
         armed: None,
     };
@@ -719,6 +759,7 @@ impl<T: WsIo> Driver<T> {
             progress |= self.take_answer();
             progress |= self.take_app_state();
             progress |= self.poll_read(cx);
+            progress |= self.check_pending_failure(Instant::now());
             progress |= self.poll_write(cx);
             if self.state == State::Done {
                 return Poll::Ready(());
@@ -847,35 +888,13 @@ impl<T: WsIo> Driver<T> {
         let answer = self.sh.lock().answer.take();
         match answer {
             None => false,
-            Some(Answer::Accept {
-                subprotocol,
-                mut headers,
-            }) => {
-                let deflate = if self.compression {
-                    let offers: Vec<&[u8]> = self.offers.iter().map(|b| &b[..]).collect();
-                    codec::negotiate(&offers)
-                } else {
-                    None
-                };
-                if let Some(p) = &subprotocol {
-                    headers.push("sec-websocket-protocol", p.clone());
-                }
-                let (params, ext) = match deflate {
-                    Some((params, value)) => (Some(params), Some(value)),
-                    None => (None, None),
-                };
-                if let Some(ext) = ext {
-                    headers.push("sec-websocket-extensions", ext);
-                }
-                let config = CodecConfig {
-                    max_message_size: self.max_message,
-                    deflate: params,
-                };
+            Some(Answer::Accept { headers, config }) => {
+                // The response head goes before any message the app already sent.
                 let mut st = self.sh.lock();
-                let mut out = std::mem::take(&mut st.out);
+                let mut out = BytesMut::with_capacity(256 + st.out.len());
                 let r = self.io.accept(&headers, &mut out);
+                out.extend_from_slice(&st.out);
                 st.out = out;
-                st.encoder = Some(Encoder::new(&config));
                 drop(st);
                 self.decoder = Some(Decoder::new(&config));
                 self.control.set_response_started();
@@ -888,6 +907,7 @@ impl<T: WsIo> Driver<T> {
                 if let Some(l) = &self.ctx.srv.lifecycle {
                     let notice = Upgraded {
                         id: self.ctx.conn.id.clone(),
+                        peer: self.ctx.peer,
                         protocol: "websocket".to_owned(),
                         stream: self.ctx.stream,
                     };
@@ -1174,6 +1194,9 @@ impl<T: WsIo> Driver<T> {
                 }
                 return any;
             }
+            if self.pending_failure.is_some() {
+                return any;
+            }
             let Some(dec) = self.decoder.as_mut() else {
                 return any;
             };
@@ -1190,6 +1213,15 @@ impl<T: WsIo> Driver<T> {
                     if self.state == State::CloseSent {
                         // Already closing: just go.
                         self.begin_closing();
+                    } else if !self.sh.lock().inbox.is_empty() {
+                        // Messages that came before the violation are the app's: fail once
+                        // it has taken them (and perhaps answered), or after a moment.
+                        self.pending_failure = Some(PendingFailure {
+                            code: e.code,
+                            text: e.reason,
+                            reason,
+                            at: Instant::now() + FAILURE_GRACE,
+                        });
                     } else {
                         self.fail_protocol(e.code, e.reason, reason);
                     }
@@ -1265,6 +1297,24 @@ impl<T: WsIo> Driver<T> {
                 }
             }
         }
+    }
+
+    /// Fails a pending violation once the app has taken the messages before it (or its grace
+    /// ran out).
+    fn check_pending_failure(&mut self, now: Instant) -> bool {
+        let Some(p) = &self.pending_failure else {
+            return false;
+        };
+        if self.state != State::Open {
+            self.pending_failure = None;
+            return false;
+        }
+        if now < p.at && !self.sh.lock().inbox.is_empty() {
+            return false;
+        }
+        let p = self.pending_failure.take().expect("checked");
+        self.fail_protocol(p.code, p.text, p.reason);
+        true
     }
 
     // ----- writing --------------------------------------------------------------------------
@@ -1362,6 +1412,7 @@ impl<T: WsIo> Driver<T> {
             }
         };
         if self.state == State::Open {
+            add(self.pending_failure.as_ref().map(|p| p.at));
             add(self.ping_due);
             add(self.pong_deadline);
             add(self.idle.map(|i| self.last_data + i));
@@ -1394,6 +1445,9 @@ impl<T: WsIo> Driver<T> {
                 }
                 return;
             }
+        }
+        if self.check_pending_failure(now) {
+            return;
         }
         match self.state {
             State::Open => {
@@ -1522,6 +1576,7 @@ pub(crate) async fn serve_h1_upgrade(
     let ctx = SessionCtx {
         srv: srv.clone(),
         conn: conn.clone(),
+        peer,
         stream: None,
         request_line: String::from_utf8_lossy(&head.request_line).into_owned(),
     };
