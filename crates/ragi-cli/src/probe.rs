@@ -78,16 +78,13 @@ impl Probe {
 
     fn record(self: &Arc<Self>, tag: &str, conn: &Connection) {
         let start = Instant::now();
-        self.tags
-            .lock()
-            .unwrap()
-            .insert(
-                tag.to_owned(),
-                Tag {
-                    outcome: None,
-                    ws_close: None,
-                },
-            );
+        self.tags.lock().unwrap().insert(
+            tag.to_owned(),
+            Tag {
+                outcome: None,
+                ws_close: None,
+            },
+        );
         let (me, t) = (self.clone(), tag.to_owned());
         conn.on_disconnect(move |r| {
             me.set(

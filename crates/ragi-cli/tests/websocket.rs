@@ -151,7 +151,10 @@ fn parse_frame(b: &[u8]) -> Option<(Frame, usize)> {
             if b.len() < 10 {
                 return None;
             }
-            (u64::from_be_bytes(b[2..10].try_into().unwrap()) as usize, 10)
+            (
+                u64::from_be_bytes(b[2..10].try_into().unwrap()) as usize,
+                10,
+            )
         }
         n => (n as usize, 2),
     };
@@ -184,10 +187,16 @@ fn handshake_answers_101_with_the_accept_key_and_echoes() {
     assert_eq!(r.header("sec-websocket-extensions"), None);
     ws.send_text("hello");
     let f = ws.expect_frame();
-    assert_eq!((f.fin, f.opcode, f.payload.as_slice()), (true, TEXT, &b"hello"[..]));
+    assert_eq!(
+        (f.fin, f.opcode, f.payload.as_slice()),
+        (true, TEXT, &b"hello"[..])
+    );
     ws.send_frame(true, BINARY, &[0, 1, 2, 255]);
     let f = ws.expect_frame();
-    assert_eq!((f.opcode, f.payload.as_slice()), (BINARY, &[0u8, 1, 2, 255][..]));
+    assert_eq!(
+        (f.opcode, f.payload.as_slice()),
+        (BINARY, &[0u8, 1, 2, 255][..])
+    );
     // A 100 KiB binary message (64-bit length).
     let big: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
     ws.send_frame(true, BINARY, &big);
@@ -337,7 +346,11 @@ fn the_app_closing_completes_the_session() {
 fn invalid_utf8_is_1007_and_a_protocol_error() {
     let s = Server::start(&[]);
     let mut ws = Ws::connect(&s, "/ws/echo/u1");
-    ws.send_frame(true, TEXT, &[0xce, 0xba, 0xe1, 0xbd, 0xb9, 0xcf, 0x83, 0xff, 0x80]);
+    ws.send_frame(
+        true,
+        TEXT,
+        &[0xce, 0xba, 0xe1, 0xbd, 0xb9, 0xcf, 0x83, 0xff, 0x80],
+    );
     let f = ws.expect_close_frame();
     assert_eq!(f.close_code(), Some(1007));
     let v = observed_json(&s, "u1");
@@ -456,7 +469,11 @@ fn an_idle_session_is_closed_with_1001() {
     let t = Instant::now();
     let f = ws.expect_close_frame();
     assert_eq!(f.close_code(), Some(1001));
-    assert!(t.elapsed() >= Duration::from_millis(150), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() >= Duration::from_millis(150),
+        "{:?}",
+        t.elapsed()
+    );
     let v = observed_json(&s, "i1");
     assert_eq!(v["reason"], "idle_timeout", "{v}");
     ws.send_close(1001, "");
@@ -581,9 +598,13 @@ fn tokio_tungstenite_echoes_and_closes_cleanly() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
+        let (mut ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("connect");
         for i in 0..100 {
-            ws.send(Message::Text(format!("msg {i}").into())).await.unwrap();
+            ws.send(Message::Text(format!("msg {i}").into()))
+                .await
+                .unwrap();
             let m = ws.next().await.unwrap().unwrap();
             assert_eq!(m.into_text().unwrap().as_str(), format!("msg {i}"));
         }

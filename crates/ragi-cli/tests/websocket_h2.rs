@@ -233,16 +233,11 @@ fn shutdown_closes_an_http2_websocket_with_1001_and_ends_sse_streams() {
             .send_data(masked(CLOSE, &1001u16.to_be_bytes()), false)
             .unwrap();
         // The SSE stream ends.
-        loop {
-            match tokio::time::timeout(Duration::from_secs(5), sse.data())
-                .await
-                .expect("the SSE stream ends in time")
-            {
-                Some(Ok(c)) => {
-                    let _ = sse.flow_control().release_capacity(c.len());
-                }
-                _ => break,
-            }
+        while let Some(Ok(c)) = tokio::time::timeout(Duration::from_secs(5), sse.data())
+            .await
+            .expect("the SSE stream ends in time")
+        {
+            let _ = sse.flow_control().release_capacity(c.len());
         }
     });
     let status = s.wait_exit(Duration::from_secs(10)).expect("exits");

@@ -801,7 +801,10 @@ fn start_websocket(
     // The app sees a WebSocket handshake: method GET, as over HTTP/1.1.
     scope.method = http::Method::GET;
     scope.subprotocols = crate::ws::offered_subprotocols(&headers);
-    let offers: Vec<Bytes> = headers.get_all("sec-websocket-extensions").cloned().collect();
+    let offers: Vec<Bytes> = headers
+        .get_all("sec-websocket-extensions")
+        .cloned()
+        .collect();
     scope.headers = headers;
     scope.client = Some(ctx.peer);
     scope.server = Some(ctx.local);

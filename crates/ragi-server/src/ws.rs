@@ -511,8 +511,7 @@ impl SendSink for WsSink {
             std::future::poll_fn(|cx| {
                 let mut st = self.0.lock();
                 let is_msg = matches!(event, Some(SendEvent::WebSocketSend(_)));
-                if is_msg && st.blocked && st.send_error.is_none() && st.phase == AppPhase::Open
-                {
+                if is_msg && st.blocked && st.send_error.is_none() && st.phase == AppPhase::Open {
                     if !st.send_waiters.iter().any(|w| w.will_wake(cx.waker())) {
                         st.send_waiters.push(cx.waker().clone());
                     }
@@ -847,7 +846,11 @@ impl<T: WsIo> Driver<T> {
                     None => self.server_close(1000, "", None),
                     Some(e) => {
                         self.report(e, true);
-                        self.server_close(1011, "server error", Some(DisconnectReason::ServerError));
+                        self.server_close(
+                            1011,
+                            "server error",
+                            Some(DisconnectReason::ServerError),
+                        );
                     }
                 }
             }
@@ -983,11 +986,7 @@ impl<T: WsIo> Driver<T> {
         if st.phase != AppPhase::Closed {
             st.phase = AppPhase::Closed;
         }
-        st.send_error = Some(
-            reason
-                .clone()
-                .unwrap_or(DisconnectReason::ClientClosed),
-        );
+        st.send_error = Some(reason.clone().unwrap_or(DisconnectReason::ClientClosed));
         let waiters = std::mem::take(&mut st.send_waiters);
         let recv = st.recv_waker.take();
         drop(st);
@@ -1457,7 +1456,11 @@ impl<T: WsIo> Driver<T> {
                 }
                 if let Some(i) = self.idle {
                     if now >= self.last_data + i {
-                        self.server_close(1001, "idle timeout", Some(DisconnectReason::IdleTimeout));
+                        self.server_close(
+                            1001,
+                            "idle timeout",
+                            Some(DisconnectReason::IdleTimeout),
+                        );
                         return;
                     }
                 }

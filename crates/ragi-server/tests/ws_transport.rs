@@ -108,3 +108,87 @@ fn websocket_send_follows_the_watermarks() {
     assert!(n <= 16 * 1024, "buffered {n} at drain");
     shutdown.shutdown();
 }
+
+/// An app that fails before accepting gets its handshake answered 403; one that fails after
+/// gets its session closed with 1011, reason `server_error` on the connection object.
+#[test]
+fn app_failures_are_403_before_accept_and_1011_after() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (tx, rx) = mpsc::channel::<Option<ragi::DisconnectReason>>();
+    let bound = rt
+        .block_on(
+            Server::new(Config::default())
+                .listen("127.0.0.1:0".parse().unwrap())
+                .bind(),
+        )
+        .unwrap();
+    let addr = bound.local_addrs()[0];
+    let app = move |scope: Scope, mut receive: Receiver, send: Sender| {
+        let tx = tx.clone();
+        async move {
+            if scope.path == "/unsupported" {
+                return Err(ragi::UnsupportedScope(scope.kind).into());
+            }
+            if scope.path == "/panic" {
+                panic!("before accept");
+            }
+            let conn = scope.connection().clone();
+            conn.on_disconnect(move |r| {
+                let _ = tx.send(Some(r.clone()));
+            });
+            receive.receive().await;
+            send.send(SendEvent::WebSocketAccept {
+                subprotocol: None,
+                headers: Headers::new(),
+            })
+            .await?;
+            receive.receive().await; // the first message
+            Err("the app gives up".into())
+        }
+    };
+    rt.spawn(async move { bound.serve(app).await });
+    let handshake = |path: &str| {
+        let mut c = std::net::TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c.write_all(
+            format!(
+                "GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        c
+    };
+    for path in ["/unsupported", "/panic"] {
+        let mut c = handshake(path);
+        let mut got = Vec::new();
+        let _ = c.read_to_end(&mut got);
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.starts_with("HTTP/1.1 403 "), "{path}: {text}");
+    }
+    let mut c = handshake("/ok");
+    let mut buf = vec![0u8; 4096];
+    let mut got = Vec::new();
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = c.read(&mut buf).unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(got.starts_with(b"HTTP/1.1 101 "));
+    // One masked text frame "hi".
+    c.write_all(&[0x81, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2])
+        .unwrap();
+    let mut frame = [0u8; 4];
+    c.read_exact(&mut frame).unwrap();
+    assert_eq!(frame[0], 0x88, "a close frame");
+    assert_eq!(u16::from_be_bytes([frame[2], frame[3]]), 1011);
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+        Some(ragi::DisconnectReason::ServerError)
+    );
+}
