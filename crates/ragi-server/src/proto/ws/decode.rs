@@ -39,6 +39,8 @@ struct Assembly {
     /// The (inflated) message so far.
     data: Vec<u8>,
     utf8: Utf8Validator,
+    /// How much of `data` the validator has seen.
+    validated: usize,
     /// Whether any compressed payload byte arrived (an empty compressed message is legal).
     compressed_input: bool,
     /// The frame whose payload is being read, if its header was consumed.
@@ -81,9 +83,10 @@ impl Decoder {
     /// for streaming validation) and returns the next complete event, `Ok(None)` when more
     /// bytes are needed.
     ///
-    /// Between calls, only append to `buf`: a partial frame left in it may be partly
-    /// unmasked already. After a [`Incoming::Close`] every later call empties `buf` and
-    /// returns `Ok(None)`; after an error every later call returns the same error.
+    /// What stays in `buf` is untouched wire bytes: keep them and append what arrives next.
+    /// Payload that was consumed has been unmasked, validated and kept (or inflated) by the
+    /// decoder. After an [`Incoming::Close`] every later call empties `buf` and returns
+    /// `Ok(None)`; after an error every later call returns the same error.
     pub(crate) fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Incoming>, ProtocolError> {
         match self.state {
             State::Open => {}
@@ -279,6 +282,7 @@ impl Decoder {
                 compressed: header.rsv1,
                 data: Vec::new(),
                 utf8: Utf8Validator::default(),
+                validated: 0,
                 compressed_input: false,
                 payload: None,
             });
@@ -314,25 +318,21 @@ impl Decoder {
         payload.remaining -= n as u64;
         let frame_done = payload.remaining == 0;
         let message_done = frame_done && payload.fin;
-        let before = message.data.len();
         if message.compressed {
             message.compressed_input |= n > 0;
             if let Some(inflater) = &mut self.inflater {
                 inflater
                     .inflate(chunk, &mut message.data, max)
-                    .map_err(inflate_error)?;
+                    .map_err(|e| message.inflate_failed(e))?;
             }
         } else {
             // The header check made sure this fits the limit.
             message.data.extend_from_slice(chunk);
         }
         buf.advance(n);
-        if message.text && !message_done {
+        if !message_done {
             // Fail fast; the last piece is checked with the whole text below.
-            message
-                .utf8
-                .feed(&message.data[before..])
-                .map_err(|_| ProtocolError::invalid_data("text is not UTF-8"))?;
+            message.validate()?;
         }
         if frame_done {
             message.payload = None;
@@ -351,7 +351,7 @@ impl Decoder {
             if let Some(inflater) = &mut self.inflater {
                 inflater
                     .finish(&mut message.data, max, !message.compressed_input)
-                    .map_err(inflate_error)?;
+                    .map_err(|e| message.inflate_failed(e))?;
             }
         }
         let message = if message.text {
@@ -374,6 +374,31 @@ impl Decoder {
     #[cfg(test)]
     pub(crate) fn inflater(&self) -> Option<&Inflater> {
         self.inflater.as_ref()
+    }
+}
+
+impl Assembly {
+    /// Validates the text that arrived since the last call (nothing for binary).
+    fn validate(&mut self) -> Result<(), ProtocolError> {
+        if self.text {
+            self.utf8
+                .feed(&self.data[self.validated..])
+                .map_err(|_| ProtocolError::invalid_data("text is not UTF-8"))?;
+        }
+        self.validated = self.data.len();
+        Ok(())
+    }
+
+    /// The connection's error for a failed inflate. A text message that went past the limit
+    /// reports invalid text first if what was inflated already is: so the error does not
+    /// depend on how the payload was split across reads.
+    fn inflate_failed(&mut self, e: InflateError) -> ProtocolError {
+        if e == InflateError::TooBig {
+            if let Err(invalid) = self.validate() {
+                return invalid;
+            }
+        }
+        inflate_error(e)
     }
 }
 
@@ -1017,6 +1042,28 @@ mod tests {
         assert_eq!(d.decode(&mut buf).unwrap_err().code, 1009);
         let inflated = d.inflater().unwrap().total_out();
         assert!(inflated <= 64 * 1024 + 1, "inflated {inflated}");
+    }
+
+    #[test]
+    fn invalid_text_beats_too_big_at_every_split() {
+        // Whether the payload comes in one read (inflated past the limit at once) or byte by
+        // byte (the bad byte seen first), the error is the same.
+        let config = CodecConfig {
+            max_message_size: 100,
+            ..deflate()
+        };
+        let mut bad = vec![b'a'; 50];
+        bad.push(0xff);
+        bad.extend_from_slice(&[b'a'; 500]);
+        assert_eq!(
+            error(&config, &frame(true, true, OP_TEXT, &compress(&bad))),
+            1007
+        );
+        let good = [b'a'; 501];
+        assert_eq!(
+            error(&config, &frame(true, true, OP_TEXT, &compress(&good))),
+            1009
+        );
     }
 
     #[test]

@@ -14,8 +14,8 @@
 //!    `sec-websocket-extensions: {header}` and put `Some(params)` in [`CodecConfig::deflate`].
 //! 2. One [`Decoder`] and one [`Encoder`] per session, made from the same [`CodecConfig`].
 //! 3. Reading: append what the socket gave to a `BytesMut` and call [`Decoder::decode`] until
-//!    it returns `Ok(None)`; then read more. Between calls the driver only *appends* to the
-//!    buffer: the decoder may have unmasked part of a frame in place.
+//!    it returns `Ok(None)`; then read more, appending. What the decoder leaves in the buffer
+//!    is untouched wire bytes (a frame it needs more of); what it consumed is gone.
 //! 4. `Ping(p)` → `encoder.pong(&p, ..)`. `Close { code, reason }` → tell the app (code
 //!    `None` is reported as 1005), answer with `encoder.close(code.unwrap_or(1005), "", ..)`
 //!    (1005 becomes an empty close payload) and close the TCP connection; the decoder ignores
