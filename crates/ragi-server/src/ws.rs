@@ -74,7 +74,9 @@ const PRE_ACCEPT_LIMIT: usize = 64 * 1024;
 /// before it.
 const FAILURE_GRACE: Duration = Duration::from_secs(1);
 /// Bytes read per read call at least.
-const READ_CHUNK: usize = 16 * 1024;
+const READ_CHUNK: usize = 64 * 1024;
+/// Rounds of work (app, read, write) one poll of a session does before it yields.
+const ROUNDS_PER_POLL: u32 = 16;
 
 // ----- the handshake ------------------------------------------------------------------------
 
@@ -751,8 +753,21 @@ pub(crate) async fn run_session<T: WsIo>(
 
 impl<T: WsIo> Driver<T> {
     fn poll_session(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        self.sh.lock().driver_waker = Some(cx.waker().clone());
+        {
+            let mut st = self.sh.lock();
+            match &st.driver_waker {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => st.driver_waker = Some(cx.waker().clone()),
+            }
+        }
+        let mut rounds = 0;
         loop {
+            rounds += 1;
+            if rounds > ROUNDS_PER_POLL {
+                // Fair to the other sessions on this thread: come back after them.
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
             let mut progress = false;
             progress |= self.poll_app(cx);
             progress |= self.take_answer();

@@ -67,6 +67,7 @@ impl Utf8Validator {
     }
 
     /// Whether the text so far ends on a code point boundary (a message may end here).
+    #[cfg(test)]
     pub(crate) fn is_complete(&self) -> bool {
         self.len == 0
     }
