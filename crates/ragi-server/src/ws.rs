@@ -44,7 +44,7 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::io;
+use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
@@ -229,6 +229,16 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for H1Io<S> {
     ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.io).poll_write(cx, buf)
     }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.io).poll_flush(cx)
     }
@@ -278,7 +288,7 @@ struct St {
     /// A denial being collected: status, headers, body so far.
     deny: Option<(u16, Headers, BytesMut)>,
     encoder: Option<Encoder>,
-    out: BytesMut,
+    out: Outgoing,
     /// The app sent `WebSocketClose` (the frame is in `out`).
     app_closed: bool,
     /// The app sent a data message since the driver last looked (idle timer).
@@ -304,6 +314,8 @@ pub(crate) struct WsShared {
     offers: Vec<Bytes>,
     compression: bool,
     max_message: usize,
+    /// The byte stream takes vectored writes: large payloads are queued, not copied.
+    zero_copy: bool,
 }
 
 impl WsShared {
@@ -443,10 +455,17 @@ impl WsSink {
                 if let Some(r) = &st.send_error {
                     return Err(SendError::disconnected(r.clone()));
                 }
-                let enc = st.encoder.as_mut().expect("open");
-                let mut out = std::mem::take(&mut st.out);
-                enc.message(&msg, &mut out);
-                st.out = out;
+                let St {
+                    encoder, out: o, ..
+                } = &mut *st;
+                let enc = encoder.as_mut().expect("open");
+                if self.0.zero_copy {
+                    if let Some(payload) = enc.message_owned(msg, &mut o.tail) {
+                        o.push_bytes(payload);
+                    }
+                } else {
+                    enc.message(&msg, &mut o.tail);
+                }
                 st.app_sent = true;
                 self.after_queue(st);
                 Ok(())
@@ -461,9 +480,9 @@ impl WsSink {
                     )));
                 }
                 let enc = st.encoder.as_mut().expect("open");
-                let mut out = std::mem::take(&mut st.out);
+                let mut out = std::mem::take(&mut st.out.tail);
                 enc.close(code, &reason, &mut out);
-                st.out = out;
+                st.out.tail = out;
                 st.phase = AppPhase::Closed;
                 st.app_closed = true;
                 wake_driver(st);
@@ -557,6 +576,77 @@ impl TransportState for WsShared {
     }
     fn on_drain(&self, callback: Box<dyn Fn() + Send + Sync>) {
         self.hooks.on_drain(callback);
+    }
+}
+
+/// The outgoing bytes of a session: frozen chunks (large payloads, sent without a copy) and
+/// a tail where frame headers and small frames are encoded. In order: `chunks`, then `tail`.
+#[derive(Default)]
+struct Outgoing {
+    chunks: VecDeque<Bytes>,
+    chunks_len: usize,
+    tail: BytesMut,
+}
+
+/// Most slices one vectored write takes.
+const MAX_SLICES: usize = 16;
+
+impl Outgoing {
+    fn len(&self) -> usize {
+        self.chunks_len + self.tail.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Appends `b` after everything queued.
+    fn push_bytes(&mut self, b: Bytes) {
+        if !self.tail.is_empty() {
+            let t = self.tail.split().freeze();
+            self.chunks_len += t.len();
+            self.chunks.push_back(t);
+        }
+        self.chunks_len += b.len();
+        self.chunks.push_back(b);
+    }
+
+    /// Puts `b` before everything queued.
+    fn prepend(&mut self, b: Bytes) {
+        self.chunks_len += b.len();
+        self.chunks.push_front(b);
+    }
+
+    /// Fills `out` with the first slices to write; returns how many.
+    fn slices<'a>(&'a self, out: &mut [IoSlice<'a>; MAX_SLICES]) -> usize {
+        let mut n = 0;
+        for c in self.chunks.iter().take(MAX_SLICES - 1) {
+            out[n] = IoSlice::new(c);
+            n += 1;
+        }
+        if !self.tail.is_empty() && n < MAX_SLICES {
+            out[n] = IoSlice::new(&self.tail);
+            n += 1;
+        }
+        n
+    }
+
+    /// Drops `n` written bytes from the front.
+    fn advance(&mut self, mut n: usize) {
+        while n > 0 {
+            let Some(front) = self.chunks.front_mut() else {
+                self.tail.advance(n);
+                return;
+            };
+            if n < front.len() {
+                front.advance(n);
+                self.chunks_len -= n;
+                return;
+            }
+            n -= front.len();
+            self.chunks_len -= front.len();
+            self.chunks.pop_front();
+        }
     }
 }
 
@@ -658,7 +748,7 @@ pub(crate) async fn run_session<T: WsIo>(
             answer: None,
             deny: None,
             encoder: None,
-            out: BytesMut::new(),
+            out: Outgoing::default(),
             app_closed: false,
             app_sent: false,
             keepalive: None,
@@ -675,6 +765,7 @@ pub(crate) async fn run_session<T: WsIo>(
         offers,
         compression: cfg.ws_compression,
         max_message: cfg.ws_max_message_size,
+        zero_copy: io.is_write_vectored(),
     });
     scope.extensions.websocket_http_response = true;
     scope.extensions.server_state = Some(ctx.srv.server_state.clone());
@@ -909,10 +1000,9 @@ impl<T: WsIo> Driver<T> {
             Some(Answer::Accept { headers, config }) => {
                 // The response head goes before any message the app already sent.
                 let mut st = self.sh.lock();
-                let mut out = BytesMut::with_capacity(256 + st.out.len());
-                let r = self.io.accept(&headers, &mut out);
-                out.extend_from_slice(&st.out);
-                st.out = out;
+                let mut head = BytesMut::with_capacity(256);
+                let r = self.io.accept(&headers, &mut head);
+                st.out.prepend(head.freeze());
                 drop(st);
                 self.decoder = Some(Decoder::new(&config));
                 self.control.set_response_started();
@@ -953,9 +1043,9 @@ impl<T: WsIo> Driver<T> {
         st.phase = AppPhase::Closed;
         st.end = Some((1006, "denied".to_owned()));
         st.send_error = Some(DisconnectReason::ServerError);
-        let mut out = std::mem::take(&mut st.out);
+        let mut out = std::mem::take(&mut st.out.tail);
         let r = self.io.deny(status, headers, body, &mut out);
-        st.out = out;
+        st.out.tail = out;
         if let Some(w) = st.recv_waker.take() {
             w.wake();
         }
@@ -1032,11 +1122,11 @@ impl<T: WsIo> Driver<T> {
         }
         {
             let mut st = self.sh.lock();
-            let mut out = std::mem::take(&mut st.out);
+            let mut out = std::mem::take(&mut st.out.tail);
             if let Some(enc) = st.encoder.as_mut() {
                 enc.close(code, text, &mut out);
             }
-            st.out = out;
+            st.out.tail = out;
             st.app_closed = true;
         }
         let event_text = reason
@@ -1070,11 +1160,11 @@ impl<T: WsIo> Driver<T> {
     fn fail_protocol(&mut self, code: u16, text: &str, reason: DisconnectReason) {
         {
             let mut st = self.sh.lock();
-            let mut out = std::mem::take(&mut st.out);
+            let mut out = std::mem::take(&mut st.out.tail);
             if let Some(enc) = st.encoder.as_mut() {
                 enc.close(code, text, &mut out);
             }
-            st.out = out;
+            st.out.tail = out;
             st.app_closed = true;
         }
         self.end_for_app(code, reason.as_str().to_owned(), Some(reason));
@@ -1267,11 +1357,11 @@ impl<T: WsIo> Driver<T> {
                 Incoming::Ping(p) => {
                     if self.state == State::Open {
                         let mut st = self.sh.lock();
-                        let mut out = std::mem::take(&mut st.out);
+                        let mut out = std::mem::take(&mut st.out.tail);
                         if let Some(enc) = st.encoder.as_mut() {
                             enc.pong(&p, &mut out);
                         }
-                        st.out = out;
+                        st.out.tail = out;
                     }
                 }
                 Incoming::Pong(_) => {
@@ -1282,14 +1372,14 @@ impl<T: WsIo> Driver<T> {
                         // The client closes: answer with the same code.
                         {
                             let mut st = self.sh.lock();
-                            let mut out = std::mem::take(&mut st.out);
+                            let mut out = std::mem::take(&mut st.out.tail);
                             if let Some(enc) = st.encoder.as_mut() {
                                 match code {
                                     Some(c) => enc.close(c, "", &mut out),
                                     None => enc.close(1005, "", &mut out),
                                 }
                             }
-                            st.out = out;
+                            st.out.tail = out;
                             st.app_closed = true;
                         }
                         let text = if reason.is_empty() {
@@ -1343,7 +1433,14 @@ impl<T: WsIo> Driver<T> {
         {
             let mut st = self.sh.lock();
             while !st.out.is_empty() {
-                match Pin::new(&mut self.io).poll_write(cx, &st.out) {
+                let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+                let n = st.out.slices(&mut slices);
+                let r = if n == 1 {
+                    Pin::new(&mut self.io).poll_write(cx, &slices[0])
+                } else {
+                    Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..n])
+                };
+                match r {
                     Poll::Ready(Ok(0)) => {
                         failed = Some(io::Error::from(io::ErrorKind::WriteZero));
                         break;
@@ -1367,8 +1464,8 @@ impl<T: WsIo> Driver<T> {
                     w.wake();
                 }
             }
-            if st.out.is_empty() && st.out.capacity() > 256 * 1024 {
-                st.out = BytesMut::new();
+            if st.out.is_empty() && st.out.tail.capacity() > 256 * 1024 {
+                st.out.tail = BytesMut::new();
             }
         }
         if drained {
@@ -1484,11 +1581,11 @@ impl<T: WsIo> Driver<T> {
                         self.ping_count += 1;
                         let payload = self.ping_count.to_be_bytes();
                         let mut st = self.sh.lock();
-                        let mut out = std::mem::take(&mut st.out);
+                        let mut out = std::mem::take(&mut st.out.tail);
                         if let Some(enc) = st.encoder.as_mut() {
                             enc.ping(&payload, &mut out);
                         }
-                        st.out = out;
+                        st.out.tail = out;
                         drop(st);
                         if self.pong_deadline.is_none() {
                             self.pong_deadline = Some(now + timeout);

@@ -11,6 +11,8 @@ use super::CodecConfig;
 /// Compressed-message scratch space kept between messages; a larger one is dropped after use
 /// so one big message does not pin its size for the rest of the session.
 const KEEP_SCRATCH: usize = 64 * 1024;
+/// Payloads at least this long are written from the app's buffer instead of being copied.
+const ZERO_COPY_MIN: usize = 4096;
 
 /// Encodes server frames (unmasked).
 #[derive(Debug)]
@@ -52,6 +54,29 @@ impl Encoder {
     }
 
     /// Appends a ping. A payload longer than 125 bytes is cut to 125 (a control frame's limit).
+    /// Like [`Encoder::message`], but without copying a large uncompressed payload: the frame
+    /// header goes to `out` and the payload comes back, to be written right after it.
+    pub(crate) fn message_owned(
+        &mut self,
+        msg: ragi::Message,
+        out: &mut BytesMut,
+    ) -> Option<bytes::Bytes> {
+        let len = match &msg {
+            ragi::Message::Text(t) => t.len(),
+            ragi::Message::Binary(b) => b.len(),
+        };
+        if self.deflater.is_some() || len < ZERO_COPY_MIN {
+            self.message(&msg, out);
+            return None;
+        }
+        let (opcode, payload) = match msg {
+            ragi::Message::Text(text) => (OP_TEXT, bytes::Bytes::from(text)),
+            ragi::Message::Binary(bytes) => (OP_BINARY, bytes),
+        };
+        put_header(out, opcode, false, payload.len());
+        Some(payload)
+    }
+
     pub(crate) fn ping(&mut self, payload: &[u8], out: &mut BytesMut) {
         control(out, OP_PING, payload);
     }
@@ -103,6 +128,25 @@ mod tests {
     use crate::proto::ws::{Decoder, Incoming};
     use bytes::Bytes;
     use ragi::Message;
+
+    #[test]
+    fn message_owned_writes_the_same_bytes_as_message() {
+        for m in messages() {
+            let mut copied = BytesMut::new();
+            Encoder::new(&CodecConfig::default()).message(&m, &mut copied);
+            let mut owned = BytesMut::new();
+            let tail = Encoder::new(&CodecConfig::default()).message_owned(m.clone(), &mut owned);
+            let big = match &m {
+                Message::Text(t) => t.len() >= ZERO_COPY_MIN,
+                Message::Binary(b) => b.len() >= ZERO_COPY_MIN,
+            };
+            assert_eq!(tail.is_some(), big);
+            if let Some(t) = tail {
+                owned.extend_from_slice(&t);
+            }
+            assert_eq!(owned, copied);
+        }
+    }
 
     fn messages() -> Vec<Message> {
         let mut big = Vec::with_capacity(300_000);
