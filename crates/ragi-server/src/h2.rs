@@ -12,6 +12,8 @@
 //!   stream, so the reset watch and the capacity wait must share a task), so a client
 //!   `RST_STREAM` ends that stream's object with `client_closed` at once, whatever the app is
 //!   doing, while sibling streams go on.
+//! * A **frame check** ([`crate::h2_check`]) sits on the inbound bytes in front of `h2`: it
+//!   answers the malformed frames whose RFC 9113 error code the crate gets wrong.
 //! * The **app** runs in its own task; its `receive` reads the `RecvStream` directly (releasing
 //!   flow-control capacity as it takes data), its `send` queues events for the driver and waits
 //!   while more than the high watermark of body bytes is queued and not yet handed to `h2`.
@@ -47,6 +49,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 
 use crate::exchange::AppOutcome;
+use crate::h2_check::{Checked, Signals};
 use crate::lifecycle::{Closed, ConnShared, ErrorReport};
 use crate::server::{Phase, ServerShared};
 use crate::shared::CatchUnwind;
@@ -258,8 +261,22 @@ where
         inner: io,
         stats: stats.clone(),
     };
+    // The frame check in front of `h2` (exact RFC 9113 error codes, the client's GOAWAY).
+    let signals = Arc::new(Signals::default());
+    let io = Checked::new(io, signals.clone());
     let mut requests = 0u64;
-    let reason = run_connection(io, &srv, &conn, peer, local, tls, &stats, &mut requests).await;
+    let reason = run_connection(
+        io,
+        &srv,
+        &conn,
+        peer,
+        local,
+        tls,
+        &stats,
+        &signals,
+        &mut requests,
+    )
+    .await;
     Closed {
         id: conn.id.clone(),
         peer,
@@ -274,13 +291,14 @@ where
 
 #[allow(clippy::too_many_arguments)]
 async fn run_connection<T>(
-    io: Counted<T>,
+    io: Checked<Counted<T>>,
     srv: &Arc<ServerShared>,
     conn: &Arc<ConnShared>,
     peer: SocketAddr,
     local: SocketAddr,
     tls: Option<ragi::TlsInfo>,
     stats: &Arc<IoStats>,
+    signals: &Signals,
     requests: &mut u64,
 ) -> Option<DisconnectReason>
 where
@@ -425,6 +443,16 @@ where
                 h2c.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM);
                 flush_briefly(&mut h2c).await;
                 break Some(DisconnectReason::ProtocolError);
+            }
+            // The frame check found a violation, or the client's GOAWAY (it wakes this task).
+            _ = poll_fn(|_| if signals.pending() { Poll::Ready(()) } else { Poll::Pending }) => {
+                if let Some(code) = signals.violation() {
+                    tracing::debug!(conn = %conn.id, ?code, "HTTP/2 connection error; GOAWAY");
+                    h2c.abrupt_shutdown(code);
+                    flush_briefly(&mut h2c).await;
+                    break Some(DisconnectReason::ProtocolError);
+                }
+                let _ = signals.take_goaway();
             }
             _ = abort_sleep => break Some(DisconnectReason::ServerShutdown),
             _ = idle_sleep => {
@@ -2291,6 +2319,47 @@ mod tests {
             let resp = tokio::time::timeout(WAIT, resp).await.unwrap().unwrap();
             assert_eq!(resp.status(), 200);
             assert_eq!(&read_body(resp.into_body()).await.unwrap()[..], b"fast");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_frame_check_follows_a_real_encoder() {
+        // The h2 client's HPACK encoder: Huffman strings, dynamic table entries added, used
+        // and evicted, header blocks split into CONTINUATION frames. The frame check must see
+        // no error in any of it.
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let h = serve(app(tx), crate::Config::default()).await;
+        let (c, _task) = client(h.addr).await;
+        let mut c = c.ready().await.unwrap();
+        let mut seed = 0x9e37_79b9u32;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            seed
+        };
+        for i in 0..300 {
+            let mut req = Request::builder().uri(format!("http://example.test/?n={i}"));
+            for _ in 0..(next() % 6) {
+                let name = format!("x-h{}", next() % 40);
+                let len = match next() % 10 {
+                    0 => 3000 + (next() % 2000) as usize,
+                    1..=3 => (next() % 300) as usize,
+                    _ => (next() % 20) as usize,
+                };
+                let value: String = (0..len)
+                    .map(|k| (b'a' + ((k as u32 + next()) % 26) as u8) as char)
+                    .collect();
+                req = req.header(name, value);
+            }
+            if i % 50 == 7 {
+                // Over one frame: HEADERS and CONTINUATION.
+                req = req.header("x-big", "v".repeat(40_000));
+            }
+            let (resp, _) = c.send_request(req.body(()).unwrap(), true).unwrap();
+            let resp = tokio::time::timeout(WAIT, resp).await.unwrap().unwrap();
+            assert_eq!(resp.status(), 200, "request {i}");
+            read_body(resp.into_body()).await.unwrap();
         }
     }
 
