@@ -519,3 +519,52 @@ fn a_header_list_over_the_limit_is_refused() {
     );
     still_serving(&s);
 }
+
+#[test]
+fn a_client_goaway_ends_every_open_stream_with_client_closed() {
+    let s = Server::start(&[]);
+    let mut tcp = TcpStream::connect(s.hostport()).unwrap();
+    let peer = tcp.local_addr().unwrap().to_string();
+    let mut out = PREFACE.to_vec();
+    out.extend(frame(SETTINGS, 0, 0, &[]));
+    out.extend(frame(
+        HEADERS,
+        END_HEADERS | END_STREAM,
+        1,
+        &hold_block("/hold/ga1"),
+    ));
+    out.extend(frame(
+        HEADERS,
+        END_HEADERS | END_STREAM,
+        3,
+        &hold_block("/hold/ga2"),
+    ));
+    tcp.write_all(&out).unwrap();
+    s.wait_seen("ga1", Duration::from_secs(5));
+    s.wait_seen("ga2", Duration::from_secs(5));
+    // GOAWAY: last stream 0 (the server pushes none), NO_ERROR.
+    tcp.write_all(&frame(GOAWAY, 0, 0, &[0; 8])).unwrap();
+    for tag in ["ga1", "ga2"] {
+        let o = s.observed(tag, 3000);
+        assert_eq!(o.reason.as_deref(), Some("client_closed"), "{tag}: {o:?}");
+    }
+    // Both streams are reset, and the server closes the connection.
+    let mut resets = Vec::new();
+    let closed = read_frames(&mut tcp, |ty, _, stream, _| {
+        if ty == RST_STREAM {
+            resets.push(stream);
+        }
+        None::<()>
+    });
+    assert!(closed.is_none());
+    resets.sort_unstable();
+    assert_eq!(resets, vec![1, 3]);
+    let notice = s.wait_closed(&peer, Duration::from_secs(5));
+    assert_eq!(
+        notice.reason.as_deref(),
+        Some("client_closed"),
+        "{notice:?}"
+    );
+    assert_eq!(notice.requests, 2, "{notice:?}");
+    still_serving(&s);
+}

@@ -13,7 +13,8 @@
 //!   `RST_STREAM` ends that stream's object with `client_closed` at once, whatever the app is
 //!   doing, while sibling streams go on.
 //! * A **frame check** ([`crate::h2_check`]) sits on the inbound bytes in front of `h2`: it
-//!   answers the malformed frames whose RFC 9113 error code the crate gets wrong.
+//!   answers the malformed frames whose RFC 9113 error code the crate gets wrong, and tells the
+//!   connection task of the client's GOAWAY (which then ends every open stream).
 //! * The **app** runs in its own task; its `receive` reads the `RecvStream` directly (releasing
 //!   flow-control capacity as it takes data), its `send` queues events for the driver and waits
 //!   while more than the high watermark of body bytes is queued and not yet handed to `h2`.
@@ -452,7 +453,13 @@ where
                     flush_briefly(&mut h2c).await;
                     break Some(DisconnectReason::ProtocolError);
                 }
-                let _ = signals.take_goaway();
+                if signals.take_goaway() {
+                    // The client goes away: every open stream ends now (issue contract;
+                    // RFC 9113 §6.8 would let them finish).
+                    for s in streams.iter().filter_map(Weak::upgrade) {
+                        s.disconnect(DisconnectReason::ClientClosed);
+                    }
+                }
             }
             _ = abort_sleep => break Some(DisconnectReason::ServerShutdown),
             _ = idle_sleep => {
