@@ -692,16 +692,12 @@ impl HpackCheck {
             self.tail = buf;
             r.map(|_| ())
         };
-        let r = r.and_then(|()| {
-            if end && !self.tail.is_empty() {
-                // The block ends inside a representation.
-                Err(HpackError::Invalid)
-            } else if self.tail.len() > MAX_BLOCK_TAIL {
-                Err(HpackError::TooLong)
-            } else {
-                Ok(())
-            }
-        });
+        let r = match r {
+            // The block ends inside a representation.
+            Ok(()) if end && !self.tail.is_empty() => Err(HpackError::Invalid),
+            Ok(()) if self.tail.len() > MAX_BLOCK_TAIL => Err(HpackError::TooLong),
+            r => r,
+        };
         if end || r.is_err() {
             self.tail.clear();
             self.block_start = true;
