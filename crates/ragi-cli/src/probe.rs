@@ -164,7 +164,7 @@ fn tls_json(tls: Option<&ragi::TlsInfo>) -> serde_json::Value {
         None => serde_json::Value::Null,
         Some(t) => json!({
             "version": t.version, "cipher": t.cipher, "alpn": t.alpn, "sni": t.sni,
-            "client_subject": t.client_subject,
+            "client_subject": t.client_subject, "verification_error": t.verification_error,
         }),
     }
 }
