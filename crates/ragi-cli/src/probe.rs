@@ -149,16 +149,6 @@ impl ProbeListener {
     }
 }
 
-/// The protocol an `accepted` notice can name: ALPN's choice on TLS; on cleartext the notice
-/// comes before the first bytes, so it says `http/1.1` and an h2c (prior knowledge)
-/// connection shows `h2` in its `closed` notice.
-fn accepted_protocol(n: &Accepted) -> &'static str {
-    match n.tls.as_ref().and_then(|t| t.alpn.as_deref()) {
-        Some("h2") => "h2",
-        _ => "http/1.1",
-    }
-}
-
 fn tls_json(tls: Option<&ragi::TlsInfo>) -> serde_json::Value {
     match tls {
         None => serde_json::Value::Null,
@@ -175,7 +165,7 @@ impl LifecycleListener for ProbeListener {
         self.1.lock().unwrap().insert(n.id.get(), tls.clone());
         self.0.notice(json!({
             "id": n.id.get(), "event": "accepted", "peer": n.peer.to_string(), "reason": null,
-            "requests": 0, "bytes_in": 0, "bytes_out": 0, "protocol": accepted_protocol(n), "tls": tls,
+            "requests": 0, "bytes_in": 0, "bytes_out": 0, "protocol": n.protocol, "tls": tls,
         }));
         Ok(())
     }

@@ -59,15 +59,27 @@ fn h2c_prior_knowledge_is_served_and_named_in_the_notices() {
     let closed = s.wait_closed(&peer, Duration::from_secs(5));
     assert_eq!(closed.requests, 2, "{closed:?}");
     let all = s.get_json("/connections");
-    let entry = all
+    // Both notices name h2: `accepted` comes once the preface was seen.
+    for event in ["accepted", "closed"] {
+        let entry = all
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["peer"] == peer.as_str() && n["event"] == event)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {event} notice for {peer}"));
+        assert_eq!(entry["protocol"], "h2", "{entry}");
+        assert!(entry["tls"].is_null(), "{entry}");
+    }
+    // The connection that asked for /connections spoke HTTP/1.1, and its notice says so.
+    let own = all
         .as_array()
         .unwrap()
         .iter()
-        .find(|n| n["peer"] == peer.as_str() && n["event"] == "closed")
+        .rfind(|n| n["event"] == "accepted")
         .cloned()
-        .expect("closed notice");
-    assert_eq!(entry["protocol"], "h2", "{entry}");
-    assert!(entry["tls"].is_null(), "{entry}");
+        .expect("accepted notice");
+    assert_eq!(own["protocol"], "http/1.1", "{own}");
 }
 
 #[test]
