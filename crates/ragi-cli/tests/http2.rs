@@ -128,3 +128,84 @@ fn h2c_stream_reset_ends_only_that_stream() {
     let b = s.observed("h2b", 3000);
     assert!(b.completed && b.reason.is_none(), "{b:?}");
 }
+
+/// One request over a fresh h2c connection; returns the status and the body.
+fn h2_request(addr: &str, req: http::Request<()>, body: &'static [u8]) -> (u16, Vec<u8>) {
+    rt().block_on(async {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut client, conn) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(conn);
+        let (resp, mut stream) = client.send_request(req, body.is_empty()).unwrap();
+        if !body.is_empty() {
+            stream.send_data(Bytes::from_static(body), true).unwrap();
+        }
+        let resp = tokio::time::timeout(Duration::from_secs(5), resp)
+            .await
+            .unwrap()
+            .unwrap();
+        let status = resp.status().as_u16();
+        let mut recv = resp.into_body();
+        let mut got = Vec::new();
+        while let Some(chunk) = recv.data().await {
+            let chunk = chunk.unwrap();
+            let _ = recv.flow_control().release_capacity(chunk.len());
+            got.extend_from_slice(&chunk);
+        }
+        (status, got)
+    })
+}
+
+fn log_line(s: &Server, what: &str, pred: impl Fn(&str) -> bool) -> String {
+    support::poll_until_opt(Duration::from_secs(3), || {
+        s.output_lines().into_iter().find(|l| pred(l))
+    })
+    .unwrap_or_else(|| panic!("no {what} line; output:\n{}", s.output_lines().join("\n")))
+}
+
+#[test]
+fn the_access_log_has_http2_requests() {
+    let s = Server::start(&["--access-log", "combined"]);
+    let addr = s.hostport();
+    let req = http::Request::builder()
+        .uri(format!("http://{addr}/?h2log=1"))
+        .header("referer", "http://ref.example/")
+        .header("user-agent", "ragi-h2-test/1.0")
+        .body(())
+        .unwrap();
+    assert_eq!(h2_request(&addr, req, b"").0, 200);
+    let line = log_line(&s, "combined", |l| {
+        l.contains("\"GET /?h2log=1 HTTP/2.0\" 200 13")
+    });
+    assert!(line.starts_with("127.0.0.1 - - ["), "{line}");
+    assert!(
+        line.ends_with("\"http://ref.example/\" \"ragi-h2-test/1.0\""),
+        "{line}"
+    );
+    // A POST with a body, and a 404.
+    let req = http::Request::builder()
+        .method("POST")
+        .uri(format!("http://{addr}/"))
+        .body(())
+        .unwrap();
+    assert_eq!(h2_request(&addr, req, b"some body").0, 200);
+    log_line(&s, "POST", |l| l.contains("\"POST / HTTP/2.0\" 200 13"));
+    let req = http::Request::builder()
+        .uri(format!("http://{addr}/nope-h2"))
+        .body(())
+        .unwrap();
+    assert_eq!(h2_request(&addr, req, b"").0, 404);
+    log_line(&s, "404", |l| l.contains("\"GET /nope-h2 HTTP/2.0\" 404 "));
+
+    let s = Server::start(&["--access-log", "json"]);
+    let addr = s.hostport();
+    let req = http::Request::builder()
+        .uri(format!("http://{addr}/?h2json=1"))
+        .body(())
+        .unwrap();
+    assert_eq!(h2_request(&addr, req, b"").0, 200);
+    let line = log_line(&s, "JSON", |l| l.contains("h2json"));
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["request"], "GET /?h2json=1 HTTP/2.0", "{line}");
+    assert_eq!(v["status"], 200, "{line}");
+    assert_eq!(v["bytes"], 13, "{line}");
+}

@@ -49,6 +49,7 @@ use ragi::{
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 
+use crate::access_log::{self, AccessEntry};
 use crate::exchange::AppOutcome;
 use crate::h2_check::{Checked, Signals};
 use crate::lifecycle::{Closed, ConnShared, ErrorReport};
@@ -700,6 +701,10 @@ fn start_stream(
     }
     let head_only = parts.method == http::Method::HEAD;
     let request_line = format!("{} {} HTTP/2", parts.method, parts.uri);
+    let log = srv
+        .cfg
+        .access_log
+        .map(|_| Box::new(AccessEntry::http2(&parts, ctx.peer, Instant::now())));
 
     let shared = Arc::new(StreamShared {
         sse: kind == ScopeKind::Sse,
@@ -779,6 +784,9 @@ fn start_stream(
         head_only,
         request_line: Some(request_line),
         stall: None,
+        log,
+        status: 0,
+        body_bytes: 0,
     };
     ctx.conn.task_started();
     let conn = ctx.conn.clone();
@@ -1270,6 +1278,20 @@ struct StreamDriver {
     /// Armed while response data waits for flow-control window: the write stall limit
     /// (`Config::write_timeout`); when it fires the stream is reset (`write_timeout`).
     stall: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The access-log line (`--access-log`), written when the driver is done.
+    log: Option<Box<AccessEntry>>,
+    /// The response status handed to `h2` (0: none) and the body bytes after it.
+    status: u16,
+    body_bytes: u64,
+}
+
+impl Drop for StreamDriver {
+    fn drop(&mut self) {
+        if let Some(mut entry) = self.log.take() {
+            entry.finish(self.status, self.body_bytes);
+            access_log::write(self.ctx.srv.cfg.access_log, *entry);
+        }
+    }
 }
 
 enum Step {
@@ -1350,6 +1372,7 @@ impl StreamDriver {
                     .insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
                 if let Some(mut r) = self.respond.take() {
                     self.shared.control.set_response_started();
+                    self.status = status;
                     let _ = r.send_response(resp, true);
                 }
             } else {
@@ -1364,6 +1387,7 @@ impl StreamDriver {
                     let Some(mut respond) = self.respond.take() else {
                         return Step::Done;
                     };
+                    self.status = resp.status().as_u16();
                     match respond.send_response(resp, end) {
                         Ok(s) => {
                             if end {
@@ -1460,6 +1484,7 @@ impl StreamDriver {
                     if drained {
                         self.shared.hooks.fire(false);
                     }
+                    self.body_bytes += piece.len() as u64;
                     if let Err(e) = s.send_data(piece, last) {
                         self.shared.disconnect(reason_of(&e, &self.ctx.stats));
                         return Step::Done;
@@ -1499,6 +1524,7 @@ impl StreamDriver {
             }
             self.shared.disconnect(DisconnectReason::ServerError);
             if let Some(mut respond) = self.respond.take() {
+                self.status = 500;
                 let mut resp = server_response(&self.ctx, 500);
                 resp.headers_mut()
                     .insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
