@@ -205,12 +205,12 @@ fn query_param<T: std::str::FromStr>(scope: &Scope, name: &str) -> Option<T> {
 async fn respond(
     send: &Sender,
     status: u16,
-    content_type: &str,
+    content_type: &'static str,
     body: impl Into<Bytes>,
 ) -> AppResult {
     send.send(SendEvent::response_start(
         status,
-        Headers::new().with("content-type", content_type.to_owned()),
+        Headers::new().with("content-type", content_type),
     ))
     .await?;
     send.send(SendEvent::body(body)).await?;

@@ -338,6 +338,10 @@ where
         tls: tls.map(Arc::new),
         stats: stats.clone(),
         resets: ResetBudget::default(),
+        server_header: srv
+            .server_header
+            .as_ref()
+            .and_then(|v| HeaderValue::from_maybe_shared(v.clone()).ok()),
     });
     let mut streams: Vec<Weak<StreamShared>> = Vec::new();
     let mut phase = srv.phase.clone();
@@ -369,13 +373,18 @@ where
         }
     }
 
+    // The wake-ups below live across turns of the loop and are re-armed only when they fire:
+    // a fresh timer and fresh notification registrations on every turn cost more than a
+    // request's own work. The idle timer is moved only when it fires early (`idle_at` moved on).
+    let far = || tokio::time::Instant::now() + std::time::Duration::from_secs(86_400 * 365);
+    let mut idle_armed = idle_at.unwrap_or_else(far);
+    let idle_sleep = tokio::time::sleep_until(idle_armed);
+    tokio::pin!(idle_sleep);
+    let mut wake = std::pin::pin!(conn.wake.notified());
+    let mut calm = std::pin::pin!(ctx.resets.calm.notified());
+    let mut phase_change = std::pin::pin!(next_phase(phase.clone()));
+
     let end: Option<DisconnectReason> = loop {
-        let idle_sleep = async {
-            match idle_at {
-                Some(t) if !draining => tokio::time::sleep_until(t).await,
-                _ => std::future::pending().await,
-            }
-        };
         let abort_sleep = async {
             match abort_at {
                 Some(t) => tokio::time::sleep_until(t).await,
@@ -387,6 +396,11 @@ where
                 Some(Ok((req, respond))) => {
                     *requests += 1;
                     idle_at = idle_limit(*requests).map(|t| tokio::time::Instant::now() + t);
+                    if let Some(t) = idle_at.filter(|t| *t < idle_armed) {
+                        // Earlier than the timer (a keep-alive limit below the idle one).
+                        idle_armed = t;
+                        idle_sleep.as_mut().reset(t);
+                    }
                     streams.retain(|w| w.strong_count() > 0);
                     if let Some(s) = start_stream(&ctx, req, respond) {
                         streams.push(Arc::downgrade(&s));
@@ -402,12 +416,12 @@ where
                     };
                 }
             },
-            r = phase.changed(), if phase_open => {
-                if r.is_err() {
+            (p, rx) = &mut phase_change, if phase_open => {
+                let Some(p) = p else {
                     phase_open = false;
                     continue;
-                }
-                let p = *phase.borrow_and_update();
+                };
+                phase_change.set(next_phase(rx));
                 match p {
                     Phase::Running => {}
                     Phase::Draining => {
@@ -425,7 +439,8 @@ where
                     Phase::Abort => break Some(DisconnectReason::ServerShutdown),
                 }
             }
-            _ = conn.wake.notified() => {
+            _ = &mut wake => {
+                wake.set(conn.wake.notified());
                 if let Some(deadline) = conn.close_deadline() {
                     if !draining {
                         draining = true;
@@ -440,7 +455,7 @@ where
                 flush_briefly(&mut h2c).await;
                 break Some(DisconnectReason::KeepaliveTimeout);
             }
-            _ = ctx.resets.calm.notified() => {
+            _ = &mut calm => {
                 tracing::warn!(conn = %conn.id, "too many client stream resets; GOAWAY ENHANCE_YOUR_CALM");
                 h2c.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM);
                 flush_briefly(&mut h2c).await;
@@ -463,11 +478,17 @@ where
                 }
             }
             _ = abort_sleep => break Some(DisconnectReason::ServerShutdown),
-            _ = idle_sleep => {
+            _ = &mut idle_sleep, if idle_at.is_some() && !draining => {
                 let limit = idle_limit(*requests);
-                if h2c.has_streams() {
+                if idle_at.is_some_and(|t| t > idle_armed) {
+                    // A stream came since the timer was set: the deadline moved on.
+                    idle_armed = idle_at.unwrap_or_else(far);
+                    idle_sleep.as_mut().reset(idle_armed);
+                } else if h2c.has_streams() {
                     // Busy: look again a full period later.
                     idle_at = limit.map(|t| tokio::time::Instant::now() + t);
+                    idle_armed = idle_at.unwrap_or_else(far);
+                    idle_sleep.as_mut().reset(idle_armed);
                 } else {
                     let reason = if *requests == 0 {
                         DisconnectReason::IdleTimeout
@@ -495,6 +516,18 @@ where
     end
 }
 
+/// The server's next shutdown phase (`None` once its sender is gone), with the receiver for
+/// the one after.
+async fn next_phase(
+    mut rx: tokio::sync::watch::Receiver<Phase>,
+) -> (Option<Phase>, tokio::sync::watch::Receiver<Phase>) {
+    let p = match rx.changed().await {
+        Ok(()) => Some(*rx.borrow_and_update()),
+        Err(_) => None,
+    };
+    (p, rx)
+}
+
 /// Drives the connection a little longer so that a GOAWAY and resets reach the client.
 async fn flush_briefly<T, B>(h2c: &mut h2::server::Connection<T, B>)
 where
@@ -517,6 +550,8 @@ struct StreamCtx {
     tls: Option<Arc<ragi::TlsInfo>>,
     stats: Arc<IoStats>,
     resets: ResetBudget,
+    /// The `server` header's value, checked once.
+    server_header: Option<HeaderValue>,
 }
 
 /// Pings the client every `interval`; returns when a PING is not answered within `timeout`
@@ -564,14 +599,6 @@ impl ragi::TransportState for StreamShared {
     }
 }
 
-/// The request's `accept` fields, for choosing the scope kind.
-fn headers_for_kind(h: &http::HeaderMap) -> ragi::Headers {
-    h.get_all(http::header::ACCEPT)
-        .iter()
-        .map(|v| ("accept", Bytes::copy_from_slice(v.as_bytes())))
-        .collect()
-}
-
 /// Client resets allowed per connection within [`RESET_WINDOW`]; beyond, the connection ends
 /// with GOAWAY `ENHANCE_YOUR_CALM` (the Rapid Reset attack, CVE-2023-44487, opens and cancels
 /// streams faster than a server can start and stop their work). The `h2` crate's own limit
@@ -611,22 +638,17 @@ impl ResetBudget {
 fn server_response(ctx: &StreamCtx, status: u16) -> Response<()> {
     let mut resp = Response::new(());
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    add_server_headers(ctx, resp.headers_mut());
+    add_server_headers(ctx, resp.headers_mut(), Seen::default());
     resp
 }
 
-fn add_server_headers(ctx: &StreamCtx, h: &mut HeaderMap) {
-    if !h.contains_key(http::header::DATE) {
-        if let Ok(v) = crate::date::with_date(HeaderValue::from_bytes) {
-            h.insert(http::header::DATE, v);
-        }
+/// Adds `date` and `server` unless the app set them (`seen`).
+fn add_server_headers(ctx: &StreamCtx, h: &mut HeaderMap, seen: Seen) {
+    if !seen.date {
+        h.append(http::header::DATE, crate::date::header_value());
     }
-    if let Some(server) = &ctx.srv.server_header {
-        if !h.contains_key(http::header::SERVER) {
-            if let Ok(v) = HeaderValue::from_maybe_shared(server.clone()) {
-                h.insert(http::header::SERVER, v);
-            }
-        }
+    if let (Some(server), false) = (&ctx.server_header, seen.server) {
+        h.append(http::header::SERVER, server.clone());
     }
 }
 
@@ -673,7 +695,8 @@ fn start_stream(
     }
 
     let (connection, control) = Connection::pair();
-    let kind = if crate::sse::wants_event_stream(&headers_for_kind(&parts.headers)) {
+    let headers = scope_headers(&parts);
+    let kind = if crate::sse::wants_event_stream(&headers) {
         ScopeKind::Sse
     } else {
         ScopeKind::Http
@@ -689,7 +712,7 @@ fn start_stream(
         .query()
         .map(|q| Bytes::copy_from_slice(q.as_bytes()))
         .unwrap_or_default();
-    scope.headers = scope_headers(&parts);
+    scope.headers = headers;
     scope.method = parts.method.clone();
     scope.client = Some(ctx.peer);
     scope.server = Some(ctx.local);
@@ -700,7 +723,11 @@ fn start_stream(
         scope.extensions.tls = ctx.tls.clone();
     }
     let head_only = parts.method == http::Method::HEAD;
-    let request_line = format!("{} {} HTTP/2", parts.method, parts.uri);
+    // For the error hook's report only.
+    let request_line = srv
+        .error_hook
+        .as_ref()
+        .map(|_| format!("{} {} HTTP/2", parts.method, parts.uri));
     let log = srv
         .cfg
         .access_log
@@ -761,39 +788,61 @@ fn start_stream(
         },
     );
 
-    // The app, in its own task.
-    let app_shared = shared.clone();
-    ctx.conn.task_started();
-    let conn = ctx.conn.clone();
-    tokio::spawn(async move {
-        let outcome = match CatchUnwind(fut).await {
-            Ok(Ok(())) => AppOutcome::Returned,
-            Ok(Err(e)) => AppOutcome::Failed(e.to_string()),
-            Err(msg) => AppOutcome::Failed(msg),
-        };
-        app_shared.finish_app(outcome);
-        conn.task_done();
-    });
+    // The app's first poll runs inline (as over HTTP/1.1): an app that answers at once costs
+    // no task. One that does not gets its own task, which polls it again at once with its own
+    // waker (the inline poll's waker is a no-op).
+    let mut fut = fut;
+    let mut cx = Context::from_waker(Waker::noop());
+    let first =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fut.as_mut().poll(&mut cx)));
+    let outcome = match first {
+        Ok(Poll::Pending) => None,
+        Ok(Poll::Ready(Ok(()))) => Some(AppOutcome::Returned),
+        Ok(Poll::Ready(Err(e))) => Some(AppOutcome::Failed(e.to_string())),
+        Err(panic) => Some(AppOutcome::Failed(crate::shared::panic_message(&panic))),
+    };
+    match outcome {
+        // The driver steps right below: no wake-up needed.
+        Some(outcome) => shared.lock().app = Some(outcome),
+        None => {
+            let app_shared = shared.clone();
+            ctx.conn.task_started();
+            let conn = ctx.conn.clone();
+            tokio::spawn(async move {
+                let outcome = match CatchUnwind(fut).await {
+                    Ok(Ok(())) => AppOutcome::Returned,
+                    Ok(Err(e)) => AppOutcome::Failed(e.to_string()),
+                    Err(msg) => AppOutcome::Failed(msg),
+                };
+                app_shared.finish_app(outcome);
+                conn.task_done();
+            });
+        }
+    }
 
-    // The stream driver.
-    let driver = StreamDriver {
+    // The stream driver: its first steps inline too (a response the app queued goes to `h2`
+    // now); it gets a task only if it must wait (for the app, for flow-control window), and
+    // then watches the client's reset from there.
+    let mut driver = StreamDriver {
         shared: shared.clone(),
         ctx: ctx.clone(),
         respond: Some(respond),
         send: None,
         head_only,
-        request_line: Some(request_line),
+        request_line,
         stall: None,
         log,
         status: 0,
         body_bytes: 0,
     };
-    ctx.conn.task_started();
-    let conn = ctx.conn.clone();
-    tokio::spawn(async move {
-        driver.await;
-        conn.task_done();
-    });
+    if Pin::new(&mut driver).poll(&mut cx).is_pending() {
+        ctx.conn.task_started();
+        let conn = ctx.conn.clone();
+        tokio::spawn(async move {
+            driver.await;
+            conn.task_done();
+        });
+    }
     Some(shared)
 }
 
@@ -852,6 +901,8 @@ enum Resp {
     HeadPending {
         resp: Response<()>,
         trailers: bool,
+        /// The app set `content-length`.
+        has_length: bool,
     },
     Body {
         trailers: bool,
@@ -935,9 +986,19 @@ fn is_connection_specific(name: &HeaderName) -> bool {
     )
 }
 
-fn to_header_map(headers: Headers, trailers: bool) -> Result<HeaderMap, SendError> {
+/// Which of the fields the server adds an app's headers had (so the map is not searched).
+#[derive(Clone, Copy, Default)]
+struct Seen {
+    content_length: usize,
+    date: bool,
+    server: bool,
+}
+
+fn to_header_map(headers: Headers, trailers: bool) -> Result<(HeaderMap, Seen), SendError> {
     headers.validate().map_err(SendError::invalid_header)?;
-    let mut map = HeaderMap::with_capacity(headers.len());
+    // Room for what the server adds (date, server, content-length) without growing.
+    let mut map = HeaderMap::with_capacity(headers.len() + 3);
+    let mut seen = Seen::default();
     for (name, value) in headers {
         let n = HeaderName::from_bytes(&name).map_err(|_| {
             invalid(format!(
@@ -948,14 +1009,21 @@ fn to_header_map(headers: Headers, trailers: bool) -> Result<HeaderMap, SendErro
         if is_connection_specific(&n) || (n == http::header::TE && value.as_ref() != b"trailers") {
             continue;
         }
-        if trailers && n == http::header::CONTENT_LENGTH {
-            continue;
+        if n == http::header::CONTENT_LENGTH {
+            if trailers {
+                continue;
+            }
+            seen.content_length += 1;
+        } else if n == http::header::DATE {
+            seen.date = true;
+        } else if n == http::header::SERVER {
+            seen.server = true;
         }
         let v = HeaderValue::from_maybe_shared(value)
             .map_err(|_| invalid(format!("invalid value for header {n}")))?;
         map.append(n, v);
     }
-    Ok(map)
+    Ok((map, seen))
 }
 
 /// The `send` side of a stream.
@@ -987,21 +1055,26 @@ impl H2Sink {
                             "status {status} is not a final status (200-999)"
                         )));
                     }
-                    let mut map = to_header_map(headers, false)?;
-                    if let Some(cl) = map.get(http::header::CONTENT_LENGTH) {
-                        let ok = cl.to_str().ok().is_some_and(|s| {
-                            !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
-                        });
-                        if !ok || map.get_all(http::header::CONTENT_LENGTH).iter().count() > 1 {
+                    let (mut map, seen) = to_header_map(headers, false)?;
+                    if seen.content_length > 0 {
+                        let ok = seen.content_length == 1
+                            && map.get(http::header::CONTENT_LENGTH).is_some_and(|cl| {
+                                !cl.is_empty() && cl.as_bytes().iter().all(u8::is_ascii_digit)
+                            });
+                        if !ok {
                             return Err(invalid("invalid content-length header"));
                         }
                     }
-                    add_server_headers(&self.ctx, &mut map);
+                    add_server_headers(&self.ctx, &mut map, seen);
                     let mut resp = Response::new(());
                     *resp.status_mut() =
                         StatusCode::from_u16(status).map_err(|_| invalid("invalid status"))?;
                     *resp.headers_mut() = map;
-                    st.resp = Resp::HeadPending { resp, trailers };
+                    st.resp = Resp::HeadPending {
+                        resp,
+                        trailers,
+                        has_length: seen.content_length > 0,
+                    };
                     self.shared.control.set_response_started();
                     return Ok(());
                 }
@@ -1018,14 +1091,15 @@ impl H2Sink {
                             st.resp = r;
                             return Err(invalid("ResponseBody after the body ended"));
                         }
-                        Resp::HeadPending { mut resp, trailers } => {
+                        Resp::HeadPending {
+                            mut resp,
+                            trailers,
+                            has_length,
+                        } => {
                             let bodiless = matches!(resp.status().as_u16(), 204 | 304);
-                            if !more
-                                && !bodiless
-                                && !resp.headers().contains_key(http::header::CONTENT_LENGTH)
-                            {
+                            if !more && !bodiless && !has_length {
                                 resp.headers_mut()
-                                    .insert(http::header::CONTENT_LENGTH, data.len().into());
+                                    .append(http::header::CONTENT_LENGTH, data.len().into());
                             }
                             let end = !more && !trailers && data.is_empty();
                             st.queue.push_back(Out::Head { resp, end });
@@ -1057,6 +1131,7 @@ impl H2Sink {
                         Resp::HeadPending {
                             resp,
                             trailers: true,
+                            ..
                         } => st.queue.push_back(Out::Head { resp, end: false }),
                         Resp::Body { trailers: true } | Resp::AwaitTrailers => {}
                         r => {
@@ -1068,7 +1143,7 @@ impl H2Sink {
                         }
                     }
                     let map = match to_header_map(headers, true) {
-                        Ok(m) => m,
+                        Ok((m, _)) => m,
                         Err(e) => {
                             st.resp = Resp::AwaitTrailers;
                             return Err(e);
@@ -1078,7 +1153,7 @@ impl H2Sink {
                 }
                 SendEvent::FullFlush => {
                     if let Resp::HeadPending { .. } = st.resp {
-                        let Resp::HeadPending { resp, trailers } =
+                        let Resp::HeadPending { resp, trailers, .. } =
                             std::mem::replace(&mut st.resp, Resp::Done)
                         else {
                             unreachable!()
