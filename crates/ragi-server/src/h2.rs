@@ -661,7 +661,7 @@ fn refuse(ctx: &StreamCtx, mut respond: SendResponse<Bytes>, status: u16) {
 }
 
 /// Builds the scope of a new stream and starts its app and driver; answers it alone when the
-/// app must not be called. Returns the stream's shared state.
+/// app must not be called. Returns the stream's shared state while the stream goes on.
 fn start_stream(
     ctx: &Arc<StreamCtx>,
     req: Request<RecvStream>,
@@ -706,7 +706,11 @@ fn start_stream(
     let raw_path = parts.uri.path();
     let raw_path = if raw_path.is_empty() { "/" } else { raw_path };
     scope.path = ragi::scope::percent_decode(raw_path.as_bytes());
-    scope.raw_path = Bytes::copy_from_slice(raw_path.as_bytes());
+    scope.raw_path = if raw_path == "/" {
+        Bytes::from_static(b"/")
+    } else {
+        Bytes::copy_from_slice(raw_path.as_bytes())
+    };
     scope.query_string = parts
         .uri
         .query()
@@ -750,6 +754,7 @@ fn start_stream(
         hooks: Default::default(),
         high_water: srv.cfg.write_high_water,
         low_water: srv.cfg.write_low_water.min(srv.cfg.write_high_water),
+        ctx: ctx.clone(),
     });
 
     let source = BodySource {
@@ -764,10 +769,7 @@ fn start_stream(
     };
     scope.extensions.transport = Some(ragi::Transport::new(shared.clone()));
     scope.extensions.sse_http_response = kind == ScopeKind::Sse;
-    let sink = H2Sink {
-        shared: shared.clone(),
-        ctx: ctx.clone(),
-    };
+    let sink: Arc<dyn SendSink> = shared.clone();
     let fut = srv.app.call(
         scope,
         Receiver::new(source),
@@ -779,12 +781,11 @@ fn start_stream(
                     target.disconnect(reason);
                 });
                 Sender::new(
-                    crate::sse::SseSink::new(Arc::new(sink))
-                        .with_idle_timeout(srv.cfg.sse_idle_timeout, end),
+                    crate::sse::SseSink::new(sink).with_idle_timeout(srv.cfg.sse_idle_timeout, end),
                 )
             }
         } else {
-            Sender::new(sink)
+            Sender::from_arc(sink)
         },
     );
 
@@ -835,14 +836,16 @@ fn start_stream(
         status: 0,
         body_bytes: 0,
     };
-    if Pin::new(&mut driver).poll(&mut cx).is_pending() {
-        ctx.conn.task_started();
-        let conn = ctx.conn.clone();
-        tokio::spawn(async move {
-            driver.await;
-            conn.task_done();
-        });
+    if Pin::new(&mut driver).poll(&mut cx).is_ready() {
+        // Answered and done: nothing for the connection to follow.
+        return None;
     }
+    ctx.conn.task_started();
+    let conn = ctx.conn.clone();
+    tokio::spawn(async move {
+        driver.await;
+        conn.task_done();
+    });
     Some(shared)
 }
 
@@ -872,15 +875,33 @@ fn scope_headers(parts: &http::request::Parts) -> Headers {
             }
             continue;
         }
-        h.push(
-            Bytes::copy_from_slice(name.as_str().as_bytes()),
-            Bytes::copy_from_slice(value.as_bytes()),
-        );
+        h.push(name_bytes(name), Bytes::copy_from_slice(value.as_bytes()));
     }
     if let Some(c) = cookie {
         h.push(Bytes::from_static(b"cookie"), Bytes::from(c));
     }
     h
+}
+
+/// A request field's name as the scope carries it: common names without a copy.
+fn name_bytes(name: &HeaderName) -> Bytes {
+    let common: &'static str = match name.as_str() {
+        "accept" => "accept",
+        "accept-encoding" => "accept-encoding",
+        "accept-language" => "accept-language",
+        "authorization" => "authorization",
+        "cache-control" => "cache-control",
+        "content-length" => "content-length",
+        "content-type" => "content-type",
+        "if-modified-since" => "if-modified-since",
+        "if-none-match" => "if-none-match",
+        "origin" => "origin",
+        "referer" => "referer",
+        "te" => "te",
+        "user-agent" => "user-agent",
+        other => return Bytes::copy_from_slice(other.as_bytes()),
+    };
+    Bytes::from_static(common.as_bytes())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -934,6 +955,7 @@ struct StreamShared {
     hooks: crate::shared::TransportHooks,
     high_water: usize,
     low_water: usize,
+    ctx: Arc<StreamCtx>,
 }
 
 impl StreamShared {
@@ -1026,13 +1048,24 @@ fn to_header_map(headers: Headers, trailers: bool) -> Result<(HeaderMap, Seen), 
     Ok((map, seen))
 }
 
-/// The `send` side of a stream.
-struct H2Sink {
-    shared: Arc<StreamShared>,
-    ctx: Arc<StreamCtx>,
+/// The `send` side of a stream (the stream's shared state is the app's sink: one allocation
+/// less per stream).
+#[derive(Clone, Copy)]
+struct H2Sink<'a> {
+    shared: &'a StreamShared,
+    ctx: &'a StreamCtx,
 }
 
-impl H2Sink {
+impl StreamShared {
+    fn sink(&self) -> H2Sink<'_> {
+        H2Sink {
+            shared: self,
+            ctx: &self.ctx,
+        }
+    }
+}
+
+impl H2Sink<'_> {
     /// Applies one event under the lock (no waiting). Returns whether the driver must be woken.
     fn send_now(&self, event: SendEvent) -> Result<(), SendError> {
         let waker = {
@@ -1235,11 +1268,17 @@ impl H2Sink {
     }
 }
 
-impl SendSink for H2Sink {
+impl SendSink for StreamShared {
     fn send(&self, event: SendEvent) -> BoxFuture<'_, Result<(), SendError>> {
-        Box::pin(self.send_event(event))
+        Box::pin(async move { self.sink().send_event(event).await })
     }
 
+    fn try_send(&self, event: SendEvent) -> Result<(), TrySendError> {
+        self.sink().try_send(event)
+    }
+}
+
+impl H2Sink<'_> {
     fn try_send(&self, event: SendEvent) -> Result<(), TrySendError> {
         let room = matches!(event, SendEvent::ResponseStart { .. })
             || self.shared.lock().queued <= self.shared.high_water;
