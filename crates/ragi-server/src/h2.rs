@@ -6,16 +6,20 @@
 //! * The **connection task** ([`serve_h2`]) owns the `h2` server connection: it accepts
 //!   streams, follows the server's shutdown phase and the connection's close requests, and when
 //!   the connection ends (client EOF, GOAWAY, I/O error, abort) ends every stream still open.
-//! * Each stream gets a **stream driver** task that owns the stream's send half
-//!   (`SendResponse`, then `SendStream`): it writes what the app queued as flow control allows,
-//!   and watches `poll_reset` in the same poll (the `h2` crate keeps one send-side waker per
-//!   stream, so the reset watch and the capacity wait must share a task), so a client
-//!   `RST_STREAM` ends that stream's object with `client_closed` at once, whatever the app is
-//!   doing, while sibling streams go on.
+//! * Each stream has a **stream driver** that owns the stream's send half (`SendResponse`, then
+//!   `SendStream`): it writes what the app queued as flow control allows, and watches
+//!   `poll_reset` in the same poll (the `h2` crate keeps one send-side waker per stream, so the
+//!   reset watch and the capacity wait must share a task), so a client `RST_STREAM` ends that
+//!   stream's object with `client_closed` at once, whatever the app is doing, while sibling
+//!   streams go on.
 //! * A **frame check** ([`crate::h2_check`]) sits on the inbound bytes in front of `h2`: it
 //!   answers the malformed frames whose RFC 9113 error code the crate gets wrong, and tells the
 //!   connection task of the client's GOAWAY (which then ends every open stream).
-//! * The **app** runs in its own task; its `receive` reads the `RecvStream` directly (releasing
+//! * The **app**'s first poll, and then the driver's first steps, run inline in the connection
+//!   task: a stream whose app answers at once (and whose response fits the flow-control window)
+//!   is done without a task. An app that is still running gets its own task, and a driver that
+//!   must wait (for the app, for window) gets its own too, from where it watches for the
+//!   client's reset. The app's `receive` reads the `RecvStream` directly (releasing
 //!   flow-control capacity as it takes data), its `send` queues events for the driver and waits
 //!   while more than the high watermark of body bytes is queued and not yet handed to `h2`.
 //!
