@@ -1102,7 +1102,7 @@ impl H2Sink<'_> {
                             return Err(invalid("invalid content-length header"));
                         }
                     }
-                    add_server_headers(&self.ctx, &mut map, seen);
+                    add_server_headers(self.ctx, &mut map, seen);
                     let mut resp = Response::new(());
                     *resp.status_mut() =
                         StatusCode::from_u16(status).map_err(|_| invalid("invalid status"))?;
