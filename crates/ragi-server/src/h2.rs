@@ -310,6 +310,8 @@ async fn run_connection<T>(
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    // The frame check (`h2_check`) assumes the default SETTINGS_HEADER_TABLE_SIZE (4096) and
+    // SETTINGS_MAX_FRAME_SIZE (16 384): a change to either here must be made there too.
     let mut builder = h2::server::Builder::new();
     builder
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)

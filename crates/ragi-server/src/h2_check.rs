@@ -58,12 +58,12 @@ const END_HEADERS: u8 = 0x4;
 const PADDED: u8 = 0x8;
 const PRIORITY_FLAG: u8 = 0x20;
 
-/// The largest frame payload the server accepts (its SETTINGS_MAX_FRAME_SIZE, the default);
-/// `h2` answers larger frames with `FRAME_SIZE_ERROR` itself.
+/// The largest frame payload the server accepts (its SETTINGS_MAX_FRAME_SIZE, the default,
+/// which `h2.rs` does not change); `h2` answers larger frames with `FRAME_SIZE_ERROR` itself.
 const MAX_FRAME_SIZE: usize = 16_384;
 /// The client preface, skipped before the first frame.
 const PREFACE_LEN: u8 = 24;
-/// The server's SETTINGS_HEADER_TABLE_SIZE (the default; ragi does not change it).
+/// The server's SETTINGS_HEADER_TABLE_SIZE (the default; `h2.rs` does not change it).
 const HEADER_TABLE_SIZE: usize = 4096;
 /// Undecoded header-block bytes kept across CONTINUATION frames before the check gives up
 /// (`h2` allows five CONTINUATION frames without END_HEADERS, about 96 KiB).
