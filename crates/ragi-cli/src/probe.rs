@@ -177,22 +177,12 @@ impl ProbeListener {
     }
 }
 
-/// The protocol an `accepted` notice can name: ALPN's choice on TLS; on cleartext the notice
-/// comes before the first bytes, so it says `http/1.1` and an h2c (prior knowledge)
-/// connection shows `h2` in its `closed` notice.
-fn accepted_protocol(n: &Accepted) -> &'static str {
-    match n.tls.as_ref().and_then(|t| t.alpn.as_deref()) {
-        Some("h2") => "h2",
-        _ => "http/1.1",
-    }
-}
-
 fn tls_json(tls: Option<&ragi::TlsInfo>) -> serde_json::Value {
     match tls {
         None => serde_json::Value::Null,
         Some(t) => json!({
             "version": t.version, "cipher": t.cipher, "alpn": t.alpn, "sni": t.sni,
-            "client_subject": t.client_subject,
+            "client_subject": t.client_subject, "verification_error": t.verification_error,
         }),
     }
 }
@@ -203,7 +193,7 @@ impl LifecycleListener for ProbeListener {
         self.1.lock().unwrap().insert(n.id.get(), tls.clone());
         self.0.notice(json!({
             "id": n.id.get(), "event": "accepted", "peer": n.peer.to_string(), "reason": null,
-            "requests": 0, "bytes_in": 0, "bytes_out": 0, "protocol": accepted_protocol(n), "tls": tls,
+            "requests": 0, "bytes_in": 0, "bytes_out": 0, "protocol": n.protocol, "tls": tls,
         }));
         Ok(())
     }
@@ -244,12 +234,12 @@ fn query_param<T: std::str::FromStr>(scope: &Scope, name: &str) -> Option<T> {
 async fn respond(
     send: &Sender,
     status: u16,
-    content_type: &str,
+    content_type: &'static str,
     body: impl Into<Bytes>,
 ) -> AppResult {
     send.send(SendEvent::response_start(
         status,
-        Headers::new().with("content-type", content_type.to_owned()),
+        Headers::new().with("content-type", content_type),
     ))
     .await?;
     send.send(SendEvent::body(body)).await?;

@@ -32,6 +32,7 @@ mod error;
 mod exchange;
 mod h1;
 mod h2;
+mod h2_check;
 pub mod lifecycle;
 mod lifespan;
 mod proto;
