@@ -502,13 +502,8 @@ fn websocket_over_tls() {
                 headers: Headers::new(),
             })
             .await?;
-            loop {
-                match receive.receive().await {
-                    ragi::ReceiveEvent::WebSocketReceive(m) => {
-                        send.send(SendEvent::WebSocketSend(m)).await?
-                    }
-                    _ => break,
-                }
+            while let ragi::ReceiveEvent::WebSocketReceive(m) = receive.receive().await {
+                send.send(SendEvent::WebSocketSend(m)).await?;
             }
             let _ = tx.send((
                 scope.scheme.to_owned(),
