@@ -426,15 +426,16 @@ where
                             Poll::Pending => break,
                         }
                     }
+                    let now = tokio::time::Instant::now();
+                    streams.retain(|w| w.strong_count() > 0);
                     for (req, respond) in batch.drain(..) {
                         *requests += 1;
-                        idle_at = idle_limit(*requests).map(|t| tokio::time::Instant::now() + t);
+                        idle_at = idle_limit(*requests).map(|t| now + t);
                         if let Some(t) = idle_at.filter(|t| *t < idle_armed) {
                             // Earlier than the timer (a keep-alive limit below the idle one).
                             idle_armed = t;
                             idle_sleep.as_mut().reset(t);
                         }
-                        streams.retain(|w| w.strong_count() > 0);
                         if let Some(s) = start_stream(&ctx, req, respond) {
                             streams.push(Arc::downgrade(&s));
                         }
@@ -1497,8 +1498,10 @@ impl StreamDriver {
         }
     }
 
-    fn step(&mut self, cx: &mut Context<'_>) -> Step {
-        if let Some(reason) = self.poll_reset(cx) {
+    /// One step; `first`: the first of this poll (the reset is looked at, and the waker
+    /// registered, once per poll).
+    fn step(&mut self, cx: &mut Context<'_>, first: bool) -> Step {
+        if let Some(reason) = first.then(|| self.poll_reset(cx)).flatten() {
             self.shared.disconnect(reason);
             self.send = None;
             self.respond = None;
@@ -1693,8 +1696,8 @@ impl Future for StreamDriver {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         // A bounded number of steps per poll, so one stream cannot starve the others.
-        for _ in 0..64 {
-            match self.step(cx) {
+        for i in 0..64 {
+            match self.step(cx, i == 0) {
                 Step::Again => continue,
                 Step::Wait => return Poll::Pending,
                 Step::Done => return Poll::Ready(()),
