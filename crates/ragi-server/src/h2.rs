@@ -390,6 +390,17 @@ where
     let mut calm = std::pin::pin!(ctx.resets.calm.notified());
     let mut phase_change = std::pin::pin!(next_phase(phase.clone()));
 
+    // Closed cleanly: by us (graceful shutdown) or by the client (EOF, GOAWAY).
+    let clean_end = |draining: bool| {
+        if draining && !stats.eof.load(Ordering::Acquire) {
+            None
+        } else {
+            Some(DisconnectReason::ClientClosed)
+        }
+    };
+    // Streams taken together (see the accept branch), reused.
+    let mut batch = Vec::new();
+
     let end: Option<DisconnectReason> = loop {
         let abort_sleep = async {
             match abort_at {
@@ -399,28 +410,44 @@ where
         };
         tokio::select! {
             r = poll_fn(|cx| h2c.poll_accept(cx)) => match r {
-                Some(Ok((req, respond))) => {
-                    *requests += 1;
-                    idle_at = idle_limit(*requests).map(|t| tokio::time::Instant::now() + t);
-                    if let Some(t) = idle_at.filter(|t| *t < idle_armed) {
-                        // Earlier than the timer (a keep-alive limit below the idle one).
-                        idle_armed = t;
-                        idle_sleep.as_mut().reset(t);
+                Some(Ok(first)) => {
+                    // Take every stream that is already here before starting any: answered
+                    // inline, their responses then leave in one write (each `poll_accept`
+                    // first flushes what is queued).
+                    batch.push(first);
+                    let mut last = None;
+                    loop {
+                        match poll_fn(|cx| Poll::Ready(h2c.poll_accept(cx))).await {
+                            Poll::Ready(Some(Ok(next))) => batch.push(next),
+                            Poll::Ready(end) => {
+                                last = Some(end);
+                                break;
+                            }
+                            Poll::Pending => break,
+                        }
                     }
+                    let now = tokio::time::Instant::now();
                     streams.retain(|w| w.strong_count() > 0);
-                    if let Some(s) = start_stream(&ctx, req, respond) {
-                        streams.push(Arc::downgrade(&s));
+                    for (req, respond) in batch.drain(..) {
+                        *requests += 1;
+                        idle_at = idle_limit(*requests).map(|t| now + t);
+                        if let Some(t) = idle_at.filter(|t| *t < idle_armed) {
+                            // Earlier than the timer (a keep-alive limit below the idle one).
+                            idle_armed = t;
+                            idle_sleep.as_mut().reset(t);
+                        }
+                        if let Some(s) = start_stream(&ctx, req, respond) {
+                            streams.push(Arc::downgrade(&s));
+                        }
+                    }
+                    match last {
+                        Some(Some(Err(e))) => break Some(reason_of(&e, stats)),
+                        Some(None) => break clean_end(draining),
+                        _ => {}
                     }
                 }
                 Some(Err(e)) => break Some(reason_of(&e, stats)),
-                None => {
-                    // Closed cleanly: by us (graceful shutdown) or by the client (EOF, GOAWAY).
-                    break if draining && !stats.eof.load(Ordering::Acquire) {
-                        None
-                    } else {
-                        Some(DisconnectReason::ClientClosed)
-                    };
-                }
+                None => break clean_end(draining),
             },
             (p, rx) = &mut phase_change, if phase_open => {
                 let Some(p) = p else {
@@ -1544,8 +1571,10 @@ impl StreamDriver {
         }
     }
 
-    fn step(&mut self, cx: &mut Context<'_>) -> Step {
-        if let Some(reason) = self.poll_reset(cx) {
+    /// One step; `first`: the first of this poll (the reset is looked at, and the waker
+    /// registered, once per poll).
+    fn step(&mut self, cx: &mut Context<'_>, first: bool) -> Step {
+        if let Some(reason) = first.then(|| self.poll_reset(cx)).flatten() {
             self.shared.disconnect(reason);
             self.send = None;
             self.respond = None;
@@ -1740,8 +1769,8 @@ impl Future for StreamDriver {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         // A bounded number of steps per poll, so one stream cannot starve the others.
-        for _ in 0..64 {
-            match self.step(cx) {
+        for i in 0..64 {
+            match self.step(cx, i == 0) {
                 Step::Again => continue,
                 Step::Wait => return Poll::Pending,
                 Step::Done => return Poll::Ready(()),
