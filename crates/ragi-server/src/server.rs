@@ -537,10 +537,28 @@ async fn serve_connection(
         let (session, early) = tls.expect("checked");
         let info = session.info();
         let io = crate::tls_io::TlsIo::new(stream, session, early);
-        crate::h2::serve_h2(io, shared.clone(), conn.clone(), peer, local, Some(info)).await
+        // Boxed, like the WebSocket path: a connection's task is as large as its largest
+        // state, and idle HTTP/1.1 connections should not pay for HTTP/2's.
+        Box::pin(crate::h2::serve_h2(
+            io,
+            shared.clone(),
+            conn.clone(),
+            peer,
+            local,
+            Some(info),
+        ))
+        .await
     } else if h2c {
         // h2c with prior knowledge: the client preface was peeked, not consumed.
-        crate::h2::serve_h2(stream, shared.clone(), conn.clone(), peer, local, None).await
+        Box::pin(crate::h2::serve_h2(
+            stream,
+            shared.clone(),
+            conn.clone(),
+            peer,
+            local,
+            None,
+        ))
+        .await
     } else {
         let mut driver =
             Driver::new(stream, shared.clone(), conn.clone(), peer, local).accepted_at(accepted_at);
@@ -550,7 +568,14 @@ async fn serve_connection(
         match driver.run().await {
             crate::h1::H1End::Closed(closed) => closed,
             crate::h1::H1End::Upgrade(up) => {
-                crate::ws::serve_h1_upgrade(*up, shared.clone(), conn.clone()).await
+                // Boxed: the session's future is large, and an inline one would make every
+                // connection's task as large, upgraded or not.
+                Box::pin(crate::ws::serve_h1_upgrade(
+                    *up,
+                    shared.clone(),
+                    conn.clone(),
+                ))
+                .await
             }
         }
     };
