@@ -6,6 +6,15 @@
 //! to an [`Encoder`], which appends wire bytes to its output buffer. Keepalive timers, queues
 //! and the close handshake's timing are the driver's.
 //!
+//! # Why our own codec
+//!
+//! The mainstream Rust WebSocket crates (tungstenite, fastwebsockets) have no
+//! permessage-deflate, and ragi's session must own its byte stream anyway (one driver for an
+//! upgraded HTTP/1.1 connection, TLS, and an HTTP/2 extended CONNECT stream, with detection
+//! and backpressure of its own). So the framing, the UTF-8 and close-code rules and the
+//! compression are written here, over `flate2` (zlib-rs backend, which takes window bits);
+//! the codec is fuzzed (`fuzz/`, target `ws_decoder`) and passes the Autobahn testsuite in full.
+//!
 //! # How a session uses it
 //!
 //! 1. Handshake ([`handshake`]): check `sec-websocket-key` with [`valid_key`], answer with
