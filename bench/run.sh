@@ -1,22 +1,38 @@
 #!/usr/bin/env bash
-# ragi benchmark harness: ragi vs bare hyper vs bare actix-web.
+# ragi benchmark harness: ragi vs bare hyper vs bare actix-web (HTTP), vs
+# tokio-tungstenite (WebSocket echo) and vs axum (SSE fan-out).
 #
 #   bash bench/run.sh                       # everything, 3 rounds x 8 s
 #   SERVERS="hyper actix" ROUNDS=1 DURATION=3s bash bench/run.sh
 #   SERVERS='ragi hyper-h2 hyper-tls' WORKLOADS='H2 TLS' IDLE_CONNS=0 bash bench/run.sh
+#   SERVERS='ragi tungstenite axum-sse' WORKLOADS='WS SSE' IDLE_CONNS=0 bash bench/run.sh
 #
 # See bench/README.md for what is measured and how. Environment knobs:
 #   SERVERS       servers to run, subset of "ragi ragi-lc hyper actix hyper-h2
-#                 hyper-tls" (default "ragi hyper actix"; ragi-lc is ragi with the
-#                 probe's lifecycle listener on, to measure what the listener
-#                 costs; it needs ragi). Each workload runs only on the servers
-#                 that speak it: A/B on ragi, ragi-lc, hyper, actix; H2 on ragi,
-#                 ragi-lc, hyper-h2; TLS on ragi, ragi-lc, hyper-tls
-#   WORKLOADS     subset of "A B H2 TLS" (A = plain keep-alive, B = 8-deep
+#                 hyper-tls tungstenite axum-sse" (default "ragi hyper actix";
+#                 ragi-lc is ragi with the probe's lifecycle listener on, to
+#                 measure what the listener costs; it needs ragi). Each workload
+#                 runs only on the servers that speak it: A/B on ragi, ragi-lc,
+#                 hyper, actix; H2 on ragi, ragi-lc, hyper-h2; TLS on ragi,
+#                 ragi-lc, hyper-tls; WS on ragi (bench/ragi-ws-echo) and
+#                 tungstenite; SSE on ragi (bench/ragi-sse) and axum-sse
+#   WORKLOADS     subset of "A B H2 TLS WS SSE" (A = plain keep-alive, B = 8-deep
 #                 pipeline, H2 = h2load over h2c prior knowledge, TLS = wrk over
-#                 HTTPS/1.1; "plain"/"pipeline"/"h2c"/"https" are accepted too)
-#                 (default "A B")
+#                 HTTPS/1.1, WS = WebSocket echo (bench/wsload), SSE = SSE
+#                 broadcast fan-out (bench/sseload); "plain"/"pipeline"/"h2c"/
+#                 "https"/"websocket" are accepted too) (default "A B")
 #   H2_STREAMS    h2load -m (concurrent streams per connection) for H2 (default 10)
+#   WS_CONNECTIONS  WebSocket sessions in WS (default 100)
+#   WS_SIZES      message sizes in bytes, one WS run each (default "64 16384")
+#   WS_WINDOWS    messages in flight per session, one WS run each (default "1 16")
+#   SSE_SUBSCRIBERS  SSE subscribers in SSE (default 1000)
+#   SSE_EVENTS    events per broadcast round (default 100)
+#   SSE_BURSTS    measured broadcast rounds per run (default 20; DURATION does
+#                 not apply to SSE)
+#   SSE_WARMUP_BURSTS  rounds of the unmeasured warm-up run (default 2; the
+#                 warm-up is skipped when this or WARMUP is 0)
+#   SSE_INTERVAL_US  µs between the events of a round, 0 = back to back (default 0)
+#   SSE_PAUSE_MS  pause after each round (default 100)
 #   ROUNDS        interleaved rounds; medians are reported (default 3)
 #   DURATION      wrk duration per measured run (default 8s)
 #   WARMUP        unmeasured wrk run before each server's round, 0 = off (default 1s)
@@ -26,7 +42,9 @@
 #   IDLE_HOLD     seconds to hold them before reading RSS (default 2)
 #   SERVER_CPU    CPU the servers are pinned to (default 0)
 #   CLIENT_CPU    CPU wrk / the idle client are pinned to (default 1)
-#   RAGI_ARGS     extra arguments for `ragi probe` (default none)
+#   RAGI_ARGS     extra arguments for `ragi probe` (default none; not used by
+#                 WS and SSE, whose ragi servers are bench/ragi-ws-echo and
+#                 bench/ragi-sse)
 #   RAGI_BIN      ragi binary to run (default target/release/ragi; when set,
 #                 ragi is not built)
 #   RAGI_LIFECYCLE=1  keep the probe's lifecycle listener (default: ragi runs
@@ -59,6 +77,15 @@ RAGI_ARGS="${RAGI_ARGS:-}"
 RAGI_LIFECYCLE="${RAGI_LIFECYCLE:-0}"
 QUIET_WAIT="${QUIET_WAIT:-60}"
 SKIP_BUILD="${SKIP_BUILD:-0}"
+WS_CONNECTIONS="${WS_CONNECTIONS:-100}"
+WS_SIZES="${WS_SIZES:-64 16384}"
+WS_WINDOWS="${WS_WINDOWS:-1 16}"
+SSE_SUBSCRIBERS="${SSE_SUBSCRIBERS:-1000}"
+SSE_EVENTS="${SSE_EVENTS:-100}"
+SSE_BURSTS="${SSE_BURSTS:-20}"
+SSE_WARMUP_BURSTS="${SSE_WARMUP_BURSTS:-2}"
+SSE_INTERVAL_US="${SSE_INTERVAL_US:-0}"
+SSE_PAUSE_MS="${SSE_PAUSE_MS:-100}"
 OUT_DIR="${OUT_DIR:-$BENCH_DIR/target/results/$(date +%Y%m%d-%H%M%S)}"
 
 RAGI_BIN_SET="${RAGI_BIN:+1}"
@@ -67,6 +94,12 @@ HYPER_BIN="$BENCH_DIR/target/release/hyper-hello"
 ACTIX_BIN="$BENCH_DIR/target/release/actix-hello"
 HYPER_H2_BIN="$BENCH_DIR/target/release/hyper-h2"
 HYPER_TLS_BIN="$BENCH_DIR/target/release/hyper-tls"
+TUNGSTENITE_BIN="$BENCH_DIR/target/release/tungstenite-echo"
+AXUM_SSE_BIN="$BENCH_DIR/target/release/axum-sse"
+RAGI_WS_BIN="$BENCH_DIR/target/release/ragi-ws-echo"
+RAGI_SSE_BIN="$BENCH_DIR/target/release/ragi-sse"
+WSLOAD_BIN="$BENCH_DIR/target/release/wsload"
+SSELOAD_BIN="$BENCH_DIR/target/release/sseload"
 TLS_CERT=""           # set in main when TLS is among the workloads
 TLS_KEY=""
 
@@ -79,7 +112,7 @@ die() { printf '[bench] ERROR: %s\n' "$*" >&2; exit 1; }
 
 # ---------------------------------------------------------------- validation
 for s in $SERVERS; do
-    case "$s" in ragi|ragi-lc|hyper|actix|hyper-h2|hyper-tls) ;; *) die "unknown server '$s' in SERVERS (want: ragi ragi-lc hyper actix hyper-h2 hyper-tls)";; esac
+    case "$s" in ragi|ragi-lc|hyper|actix|hyper-h2|hyper-tls|tungstenite|axum-sse) ;; *) die "unknown server '$s' in SERVERS (want: ragi ragi-lc hyper actix hyper-h2 hyper-tls tungstenite axum-sse)";; esac
 done
 WL_LIST=""
 for w in $WORKLOADS; do
@@ -88,7 +121,9 @@ for w in $WORKLOADS; do
         B|b|pipeline|pipelined) WL_LIST="$WL_LIST B" ;;
         H2|h2|h2c|http2) WL_LIST="$WL_LIST H2" ;;
         TLS|tls|https) WL_LIST="$WL_LIST TLS" ;;
-        *) die "unknown workload '$w' in WORKLOADS (want: A B H2 TLS)" ;;
+        WS|ws|websocket) WL_LIST="$WL_LIST WS" ;;
+        SSE|sse) WL_LIST="$WL_LIST SSE" ;;
+        *) die "unknown workload '$w' in WORKLOADS (want: A B H2 TLS WS SSE)" ;;
     esac
 done
 [[ "$H2_STREAMS" =~ ^[1-9][0-9]*$ ]] || die "H2_STREAMS must be a positive integer, got '$H2_STREAMS'"
@@ -99,6 +134,17 @@ done
 [[ "$DURATION" =~ ^[0-9]+(\.[0-9]+)?[smh]?$ ]] || die "DURATION must look like 8s / 30 / 1m, got '$DURATION'"
 [[ "$WARMUP" =~ ^[0-9]+(\.[0-9]+)?[smh]?$ ]] || die "WARMUP must look like 1s / 0, got '$WARMUP'"
 [[ -n "$SERVERS" ]] || die "SERVERS is empty"
+for v in WS_CONNECTIONS SSE_SUBSCRIBERS SSE_EVENTS SSE_BURSTS; do
+    [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer, got '${!v}'"
+done
+for v in SSE_WARMUP_BURSTS SSE_INTERVAL_US SSE_PAUSE_MS; do
+    [[ "${!v}" =~ ^[0-9]+$ ]] || die "$v must be an integer, got '${!v}'"
+done
+for v in $WS_SIZES; do
+    if ! [[ "$v" =~ ^[0-9]+$ ]] || ((v < 16)); then die "WS_SIZES: each size must be an integer >= 16, got '$v'"; fi
+done
+for v in $WS_WINDOWS; do [[ "$v" =~ ^[1-9][0-9]*$ ]] || die "WS_WINDOWS: each window must be a positive integer, got '$v'"; done
+[[ -n "${WS_SIZES// /}" && -n "${WS_WINDOWS// /}" ]] || die "WS_SIZES and WS_WINDOWS must not be empty"
 
 # speaks SERVER WORKLOAD: true when the server takes part in that workload.
 # A and B (and the idle test) are cleartext HTTP/1.1; H2 is h2c with prior
@@ -108,10 +154,39 @@ speaks() {
         A|B|idle) [[ "$1" == ragi || "$1" == ragi-lc || "$1" == hyper || "$1" == actix ]] ;;
         H2)       [[ "$1" == ragi || "$1" == ragi-lc || "$1" == hyper-h2 ]] ;;
         TLS)      [[ "$1" == ragi || "$1" == ragi-lc || "$1" == hyper-tls ]] ;;
+        WS|WS-*)  [[ "$1" == ragi || "$1" == tungstenite ]] ;;
+        SSE)      [[ "$1" == ragi || "$1" == axum-sse ]] ;;
         *) return 1 ;;
     esac
 }
 has_wl() { [[ " $WL_LIST " == *" $1 "* ]]; }
+# The workloads' runs: WS becomes one run per size and window (WS-SIZE-wWINDOW).
+expand_wl() {
+    local w s n
+    for w in $WL_LIST; do
+        if [[ "$w" == WS ]]; then
+            for n in $WS_WINDOWS; do for s in $WS_SIZES; do echo "WS-$s-w$n"; done; done
+        else
+            echo "$w"
+        fi
+    done
+}
+# The server process a workload runs against: load (cleartext HTTP, shared by
+# A, B, H2), tls, ws or sse.
+wl_mode() {
+    case "$1" in
+        TLS) echo tls ;;
+        WS-*) echo ws ;;
+        SSE) echo sse ;;
+        *) echo load ;;
+    esac
+}
+# Whether the ragi probe (target/release/ragi) is needed: ragi takes part in an
+# HTTP workload or in the idle test.
+needs_probe() {
+    [[ " $SERVERS " == *" ragi "* || " $SERVERS " == *" ragi-lc "* ]] || return 1
+    has_wl A || has_wl B || has_wl H2 || has_wl TLS || ((IDLE_CONNS > 0))
+}
 for s in $SERVERS; do
     any=0
     for w in $WL_LIST; do speaks "$s" "$w" && any=1; done
@@ -163,7 +238,10 @@ stop_pid() {
 # ---------------------------------------------------------------- tools
 need_tools() {
     local missing=()
-    command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+    # wrk drives A, B and TLS; WS, SSE and H2 bring their own load generators.
+    if has_wl A || has_wl B || has_wl TLS; then
+        command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+    fi
     command -v taskset >/dev/null 2>&1 || missing+=(util-linux)
     if has_wl H2; then
         command -v h2load >/dev/null 2>&1 || missing+=(nghttp2-client)
@@ -182,42 +260,78 @@ need_tools() {
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null \
             || die "apt-get install ${missing[*]} failed"
     fi
-    command -v wrk >/dev/null 2>&1 || die "wrk still not found after install"
+    if has_wl A || has_wl B || has_wl TLS; then
+        command -v wrk >/dev/null 2>&1 || die "wrk still not found after install"
+    fi
     if has_wl H2; then command -v h2load >/dev/null 2>&1 || die "h2load still not found after install"; fi
     command -v python3 >/dev/null 2>&1 || die "python3 is required (for the idle-connection client and the report)"
     command -v getconf >/dev/null 2>&1 || die "getconf is required"
 }
 
 # ---------------------------------------------------------------- build
+# The bench-workspace packages this run needs (baselines, the ragi WS/SSE
+# servers, the WS/SSE load generators).
+bench_packages() {
+    local s pk=()
+    for s in $SERVERS; do
+        case "$s" in
+            hyper) pk+=(hyper-hello) ;;
+            actix) pk+=(actix-hello) ;;
+            hyper-h2) pk+=(hyper-h2) ;;
+            hyper-tls) pk+=(hyper-tls) ;;
+            tungstenite) if has_wl WS; then pk+=(tungstenite-echo); fi ;;
+            axum-sse) if has_wl SSE; then pk+=(axum-sse); fi ;;
+            ragi)
+                if has_wl WS; then pk+=(ragi-ws-echo); fi
+                if has_wl SSE; then pk+=(ragi-sse); fi
+                ;;
+        esac
+    done
+    if has_wl WS; then pk+=(wsload); fi
+    if has_wl SSE; then pk+=(sseload); fi
+    echo "${pk[*]}"
+}
+
 build_all() {
     if [[ "$SKIP_BUILD" == 1 ]]; then
         log "SKIP_BUILD=1: using existing binaries"
     else
-        if [[ " $SERVERS " == *" ragi "* && "$RAGI_BIN" != "$ROOT_DIR/target/release/ragi" ]]; then
+        if needs_probe && [[ "$RAGI_BIN" != "$ROOT_DIR/target/release/ragi" ]]; then
             log "RAGI_BIN=$RAGI_BIN: not building ragi"
-        elif [[ " $SERVERS " == *" ragi "* ]]; then
+        elif needs_probe; then
             log "building ragi (cargo build --release -p ragi-cli in $ROOT_DIR)"
             if ! (cd "$ROOT_DIR" && cargo build --release -p ragi-cli) >"$OUT_DIR/build-ragi.log" 2>&1; then
                 tail -n 30 "$OUT_DIR/build-ragi.log" >&2
                 die "building ragi failed; full log: $OUT_DIR/build-ragi.log"
             fi
         fi
-        if [[ " $SERVERS " == *" hyper "* || " $SERVERS " == *" actix "* \
-              || " $SERVERS " == *" hyper-h2 "* || " $SERVERS " == *" hyper-tls "* ]]; then
-            log "building baselines (cargo build --release in $BENCH_DIR)"
-            if ! (cd "$BENCH_DIR" && cargo build --release) >"$OUT_DIR/build-baselines.log" 2>&1; then
+        local pk p
+        local -a pargs=()
+        pk="$(bench_packages)"
+        for p in $pk; do pargs+=(-p "$p"); done
+        if ((${#pargs[@]})); then
+            # Only the packages this run needs: a baseline-only run does not compile
+            # ragi-server (the ragi WS/SSE servers are members of bench/ too).
+            log "building bench binaries (cargo build --release ${pargs[*]} in $BENCH_DIR)"
+            if ! (cd "$BENCH_DIR" && cargo build --release "${pargs[@]}") >"$OUT_DIR/build-baselines.log" 2>&1; then
                 tail -n 30 "$OUT_DIR/build-baselines.log" >&2
-                die "building the baselines failed; full log: $OUT_DIR/build-baselines.log"
+                die "building the bench binaries failed; full log: $OUT_DIR/build-baselines.log"
             fi
         fi
     fi
-    local s bin
+    local s bin wl
     for s in $SERVERS; do
-        bin="$(server_bin "$s")"
-        [[ -x "$bin" ]] || die "binary for $s not found at $bin"
+        for wl in $(expand_wl) idle; do
+            [[ "$wl" == idle ]] && ((IDLE_CONNS == 0)) && continue
+            speaks "$s" "$wl" || continue
+            bin="$(server_bin "$s" "$(wl_mode "$wl")")"
+            [[ -x "$bin" ]] || die "binary for $s ($wl) not found at $bin"
+        done
     done
+    if has_wl WS; then [[ -x "$WSLOAD_BIN" ]] || die "wsload not found at $WSLOAD_BIN"; fi
+    if has_wl SSE; then [[ -x "$SSELOAD_BIN" ]] || die "sseload not found at $SSELOAD_BIN"; fi
     RAGI_HAS_NO_LIFECYCLE=0
-    if [[ " $SERVERS " == *" ragi "* ]]; then
+    if needs_probe && [[ " $SERVERS " == *" ragi "* ]]; then
         local help
         help="$(timeout 10 "$RAGI_BIN" probe --help 2>/dev/null || true)"
         if [[ "$help" == *--no-lifecycle* ]]; then RAGI_HAS_NO_LIFECYCLE=1; fi
@@ -248,13 +362,18 @@ wait_quiet() {
     done
 }
 
+# server_bin NAME [MODE]: for ragi, MODE ws and sse are the bench servers.
 server_bin() {
-    case "$1" in
-        ragi|ragi-lc) echo "$RAGI_BIN" ;;
-        hyper) echo "$HYPER_BIN" ;;
-        actix) echo "$ACTIX_BIN" ;;
-        hyper-h2) echo "$HYPER_H2_BIN" ;;
-        hyper-tls) echo "$HYPER_TLS_BIN" ;;
+    case "$1:${2:-load}" in
+        ragi:ws) echo "$RAGI_WS_BIN" ;;
+        ragi:sse) echo "$RAGI_SSE_BIN" ;;
+        ragi:*|ragi-lc:*) echo "$RAGI_BIN" ;;
+        hyper:*) echo "$HYPER_BIN" ;;
+        actix:*) echo "$ACTIX_BIN" ;;
+        hyper-h2:*) echo "$HYPER_H2_BIN" ;;
+        hyper-tls:*) echo "$HYPER_TLS_BIN" ;;
+        tungstenite:*) echo "$TUNGSTENITE_BIN" ;;
+        axum-sse:*) echo "$AXUM_SSE_BIN" ;;
     esac
 }
 
@@ -262,16 +381,22 @@ server_bin() {
 SERVER_PID=""
 SERVER_PORT=""
 
-# start_server NAME MODE LOGFILE   (MODE: load | tls | idle)
+# start_server NAME MODE LOGFILE   (MODE: load | tls | idle | ws | sse)
 # Sets SERVER_PID and SERVER_PORT. The server binds port 0 and we read the
 # real address from its "listening on http://ADDR" (or https://) line.
-# MODE tls serves HTTPS with the run's self-signed certificate.
+# MODE tls serves HTTPS with the run's self-signed certificate; MODE ws and sse
+# start ragi's bench servers (ragi-ws-echo, ragi-sse) for ragi.
+# Returns 3 (after stopping the server) when a ws server answers the WebSocket
+# handshake with plain HTTP: it does not speak WebSocket, the caller skips it.
 start_server() {
     local name="$1" mode="$2" logf="$3" bin
-    bin="$(server_bin "$name")"
+    bin="$(server_bin "$name" "$mode")"
     local -a cmd
-    case "$name" in
-        ragi|ragi-lc)
+    case "$name:$mode" in
+        ragi:ws|ragi:sse|tungstenite:*|axum-sse:*)
+            cmd=("$bin" --listen 127.0.0.1:0)
+            ;;
+        ragi:*|ragi-lc:*)
             cmd=("$bin" probe --listen 127.0.0.1:0)
             if [[ "$mode" == idle ]]; then
                 cmd+=(--max-connections $((IDLE_CONNS * 2 > 20000 ? IDLE_CONNS * 2 : 20000))
@@ -290,10 +415,10 @@ start_server() {
                 cmd+=($RAGI_ARGS)
             fi
             ;;
-        hyper|actix|hyper-h2)
+        hyper:*|actix:*|hyper-h2:*)
             cmd=("$bin" --listen 127.0.0.1:0)
             ;;
-        hyper-tls)
+        hyper-tls:*)
             cmd=("$bin" --listen 127.0.0.1:0 --tls-cert "$TLS_CERT" --tls-key "$TLS_KEY")
             ;;
     esac
@@ -320,9 +445,28 @@ start_server() {
     done
     [[ -n "$SERVER_PORT" ]] || { tail -n 20 "$logf" >&2; die "$name did not print 'listening on http(s)://ADDR' within ${READY_TIMEOUT}s (log: $logf)"; }
 
-    # How to check that it answers: hyper-h2 speaks only h2c, TLS mode only HTTPS.
+    # How to check that it answers: hyper-h2 speaks only h2c, TLS mode only HTTPS,
+    # ws mode must echo a WebSocket message (wsload --check).
     local check=h1
     if [[ "$mode" == tls ]]; then check=tls; elif [[ "$name" == hyper-h2 ]]; then check=h2c; fi
+    if [[ "$mode" == ws ]]; then
+        local rc
+        while ((SECONDS < deadline)); do
+            rc=0
+            timeout 10 "$WSLOAD_BIN" --check --url "ws://127.0.0.1:$SERVER_PORT/ws/echo" \
+                >>"$logf.check" 2>&1 </dev/null || rc=$?
+            ((rc == 0)) && return 0
+            if ((rc == 3)); then
+                log "WARNING: $name does not speak WebSocket: $(tail -n1 "$logf.check")"
+                stop_pid "$SERVER_PID"
+                return 3
+            fi
+            kill -0 "$SERVER_PID" 2>/dev/null || { tail -n 20 "$logf" >&2; die "$name died while starting (log: $logf)"; }
+            sleep 0.1
+        done
+        cat "$logf.check" >&2
+        die "$name on port $SERVER_PORT did not echo a WebSocket message within ${READY_TIMEOUT}s (log: $logf, $logf.check)"
+    fi
     while ((SECONDS < deadline)); do
         if http_ok "$SERVER_PORT" "$check"; then
             return 0
@@ -411,9 +555,14 @@ children_ticks() {
 }
 
 # ---------------------------------------------------------------- wrk
-# run_wrk WORKLOAD PORT DURATION OUTFILE
+# run_wrk WORKLOAD PORT DURATION OUTFILE [warmup]
+# (WS and SSE runs go to run_stream_load.)
 run_wrk() {
     local wl="$1" port="$2" dur="$3" out="$4"
+    if [[ "$wl" == WS-* || "$wl" == SSE ]]; then
+        run_stream_load "$@"
+        return
+    fi
     local -a cmd=(wrk -t1 "-c$CONNECTIONS" "-d$dur" --latency)
     if [[ "$wl" == H2 ]]; then
         # h2load wants whole seconds; -t1 is its default, spelled out to match wrk.
@@ -434,6 +583,69 @@ run_wrk() {
         cat "$out" >&2
         die "${cmd[0]} failed (output: $out)"
     fi
+}
+
+# run_stream_load WORKLOAD PORT DURATION OUTFILE [warmup]
+# WS-SIZE-wWINDOW: wsload for DURATION. SSE: sseload, SSE_BURSTS rounds
+# (SSE_WARMUP_BURSTS when the 5th argument is "warmup"). A run whose loader
+# printed its summary line is kept even if the loader exits non-zero (errors are
+# counted and flagged in the table); without a summary line the script stops.
+run_stream_load() {
+    local wl="$1" port="$2" dur="$3" out="$4" warm="${5:-}" limit
+    local -a cmd
+    if [[ "$wl" == WS-* ]]; then
+        local size="${wl#WS-}" window
+        window="${size#*-w}"; size="${size%%-w*}"
+        cmd=("$WSLOAD_BIN" --url "ws://127.0.0.1:$port/ws/echo" -c "$WS_CONNECTIONS"
+             --size "$size" --window "$window" --duration "$dur")
+        limit=$(($(dur_to_sec "$dur") + 60))
+    else
+        local bursts="$SSE_BURSTS"
+        [[ "$warm" == warmup ]] && bursts="$SSE_WARMUP_BURSTS"
+        cmd=("$SSELOAD_BIN" --addr "127.0.0.1:$port" -c "$SSE_SUBSCRIBERS" --events "$SSE_EVENTS"
+             --bursts "$bursts" --interval-us "$SSE_INTERVAL_US" --pause-ms "$SSE_PAUSE_MS")
+        # per round at most the loader's 30 s timeout plus the pause, plus set-up
+        limit=$((120 + bursts * (31 + SSE_PAUSE_MS / 1000)))
+    fi
+    echo "+ taskset -c $CLIENT_CPU ${cmd[*]}" >"$out"
+    local rc=0
+    timeout --kill-after=5 "$limit" taskset -c "$CLIENT_CPU" "${cmd[@]}" >>"$out" 2>&1 </dev/null || rc=$?
+    if ((rc != 0)); then
+        if grep -q '^\(wsload\|sseload\): ' "$out"; then
+            log "  WARNING: ${cmd[0]##*/} exited with $rc (errors; see $out)"
+        else
+            cat "$out" >&2
+            die "${cmd[0]##*/} failed (exit $rc, output: $out)"
+        fi
+    fi
+}
+
+# Parse wsload / sseload output: prints "count rate p99_ms errors 0" like
+# parse_wrk (count = echoes or delivered events, rate = msgs/s or events/s;
+# for SSE the errors include lost events).
+parse_stream() {
+    awk '
+        /^wsload: / {
+            for (i = 2; i < NF; i++) {
+                if ($i == "messages") n = $(i + 1)
+                if ($i == "msgs_per_s") r = $(i + 1)
+                if ($i == "p99_us") p = $(i + 1) / 1000
+                if ($i == "errors") e = $(i + 1)
+            }
+        }
+        /^sseload: / {
+            for (i = 2; i < NF; i++) {
+                if ($i == "delivered") n = $(i + 1)
+                if ($i == "events_per_s") r = $(i + 1)
+                if ($i == "p99_us") p = $(i + 1) / 1000
+                if ($i == "errors") e += $(i + 1)
+                if ($i == "lost") e += $(i + 1)
+            }
+        }
+        END {
+            if (n == "" || r == "" || p == "") exit 1
+            printf "%s %s %s %d 0\n", n, r, p, e
+        }' "$1"
 }
 
 # wrk-style duration (8, 8s, 2m, 1h) -> whole seconds, rounded up.
@@ -507,19 +719,29 @@ load_tests() {
         for s in $SERVERS; do
           # The cleartext workloads (A, B, H2) share one server process; TLS
           # needs the server started with a certificate, so it gets its own.
-          for mode in load tls; do
+          # The WS runs share one (WebSocket echo) server process, SSE gets one
+          # of its own (ragi: the bench servers ragi-ws-echo and ragi-sse).
+          for mode in load tls ws sse; do
             wls=""
-            for wl in $WL_LIST; do
+            for wl in $(expand_wl); do
                 speaks "$s" "$wl" || continue
-                if [[ "$wl" == TLS ]]; then [[ "$mode" == tls ]] && wls="$wls $wl"
-                else [[ "$mode" == load ]] && wls="$wls $wl"; fi
+                [[ "$(wl_mode "$wl")" == "$mode" ]] && wls="$wls $wl"
             done
             [[ -n "$wls" ]] || continue
-            start_server "$s" "$mode" "$OUT_DIR/server-$s-r$round$( [[ "$mode" == tls ]] && echo -tls).log"
-            log "round $round/$ROUNDS: $s$( [[ "$mode" == tls ]] && echo " (TLS)") (pid $SERVER_PID, port $SERVER_PORT)"
+            local suffix="" rc=0
+            [[ "$mode" != load ]] && suffix="-$mode"
+            start_server "$s" "$mode" "$OUT_DIR/server-$s-r$round$suffix.log" || rc=$?
+            if ((rc == 3)); then
+                log "round $round/$ROUNDS: $s skipped for$wls (no WebSocket)"
+                printf '%s\t%s\t%s\n' "$round" "$s" "$wls" >>"$OUT_DIR/skipped.tsv"
+                continue
+            fi
+            ((rc == 0)) || die "starting $s failed"
+            log "round $round/$ROUNDS: $s$( [[ "$mode" != load ]] && echo " (${mode^^})") (pid $SERVER_PID, port $SERVER_PORT)"
             if [[ "$WARMUP" != 0 && "$WARMUP" != 0s ]]; then
                 for wl in $wls; do
-                    run_wrk "$wl" "$SERVER_PORT" "$WARMUP" "$OUT_DIR/wrk-$s-$wl-r$round-warmup.txt"
+                    [[ "$wl" == SSE ]] && ((SSE_WARMUP_BURSTS == 0)) && continue
+                    run_wrk "$wl" "$SERVER_PORT" "$WARMUP" "$OUT_DIR/wrk-$s-$wl-r$round-warmup.txt" warmup
                 done
             fi
             for wl in $wls; do
@@ -533,6 +755,8 @@ load_tests() {
                 m1="$(machine_busy_ticks)"; children_ticks; c1="$CHILD_TICKS"; w1="$EPOCHREALTIME"
                 if [[ "$wl" == H2 ]]; then
                     parsed="$(parse_h2load "$out")" || { cat "$out" >&2; die "cannot parse h2load output $out"; }
+                elif [[ "$wl" == WS-* || "$wl" == SSE ]]; then
+                    parsed="$(parse_stream "$out")" || { cat "$out" >&2; die "cannot parse the load generator's output $out"; }
                 else
                     parsed="$(parse_wrk "$out")" || { cat "$out" >&2; die "cannot parse wrk output $out"; }
                 fi
@@ -549,7 +773,10 @@ load_tests() {
                     'BEGIN { f = m / c / (b - a) * 100; if (f < 0) f = 0; printf "%.0f", f }')"
                 printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
                     "$round" "$wl" "$s" "$reqs" "$rps" "$p99" "$cpu_us" "$errs" "$non2xx" "$busy" "$foreign" >>"$RESULTS"
-                log "  $wl: $rps req/s, p99 ${p99/nan/-} ms, ${cpu_us} µs CPU/req ($((t1 - t0)) ticks / $reqs req, server ${busy}% busy, other processes ${foreign}% of a core)$( ((errs + non2xx)) && echo ", ERRORS: $errs socket, $non2xx non-2xx")"
+                local unit=req
+                [[ "$wl" == WS-* ]] && unit=msg
+                [[ "$wl" == SSE ]] && unit=event
+                log "  $wl: $rps $unit/s, p99 ${p99/nan/-} ms, ${cpu_us} µs CPU/$unit ($((t1 - t0)) ticks / $reqs $unit, server ${busy}% busy, other processes ${foreign}% of a core)$( ((errs + non2xx)) && echo ", ERRORS: $errs socket, $non2xx non-2xx")"
                 if ((foreign > FOREIGN_WARN)); then
                     log "  WARNING: other processes used ${foreign}% of a core during this run; its figures are unreliable"
                 fi
@@ -564,6 +791,8 @@ report_load() {
     python3 - "$RESULTS" "$PIPELINE" "$FOREIGN_WARN" "$H2_STREAMS" <<'PY'
 import csv, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
+# WS and SSE rows have their own table (report_stream).
+rows = [r for r in rows if not (r["workload"].startswith("WS-") or r["workload"] == "SSE")]
 names = {"A": "A plain keep-alive", "B": "B pipelined x" + sys.argv[2],
          "H2": "H2 h2c x" + sys.argv[4] + " streams", "TLS": "TLS https/1.1"}
 # The baseline each workload's ratios are taken against: the bare hyper
@@ -610,6 +839,80 @@ if any(wl in order_wl for wl in ("H2", "TLS")):
     print("baselines: A/B vs hyper (hyper-hello), H2 vs hyper-h2, TLS vs hyper-tls; "
           "H2 is h2load (no p99: h2load prints no percentiles), requests = h2load's 'succeeded'; "
           "TLS is wrk over HTTPS; wrk speaks only HTTP/1.1, so ragi's ALPN (h2 first) falls back to http/1.1")
+PY
+}
+
+report_stream() {
+    python3 - "$RESULTS" "$FOREIGN_WARN" "$SSE_SUBSCRIBERS" "$SSE_EVENTS" "$SSE_INTERVAL_US" \
+        "$OUT_DIR/skipped.tsv" "$WS_CONNECTIONS" "$(expand_wl | tr '\n' ' ')" "$SERVERS" <<'PY'
+import csv, os, statistics, sys
+rows = [r for r in csv.DictReader(open(sys.argv[1]), delimiter="\t")
+        if r["workload"].startswith("WS-") or r["workload"] == "SSE"]
+subs, events, interval, skipped_file, ws_conns = sys.argv[3:8]
+# The table follows the workloads' order (WS runs as WS_WINDOWS x WS_SIZES).
+wl_rank = {w: i for i, w in enumerate(sys.argv[8].split())}
+rows.sort(key=lambda r: wl_rank.get(r["workload"], len(wl_rank)))
+s_rank = {s: i for i, s in enumerate(sys.argv[9].split())}
+rows.sort(key=lambda r: (wl_rank.get(r["workload"], len(wl_rank)), s_rank.get(r["server"], len(s_rank))))
+def name(wl):
+    if wl == "SSE":
+        return f"SSE {subs} subs x {events} events" + (f" every {interval} µs" if interval != "0" else "")
+    size, window = wl[3:].split("-w")
+    size = int(size)
+    sz = f"{size // 1024} KiB" if size >= 1024 and size % 1024 == 0 else f"{size} B"
+    return f"WS echo {sz}, window {window}"
+baseline = lambda wl: "axum-sse" if wl == "SSE" else "tungstenite"
+order_wl, order_s, agg = [], [], {}
+for r in rows:
+    wl, s = r["workload"], r["server"]
+    if wl not in order_wl: order_wl.append(wl)
+    if s not in order_s: order_s.append(s)
+    a = agg.setdefault((wl, s), {"rate": [], "p99": [], "cpu": [], "busy": [], "err": 0, "noisy": 0})
+    if float(r["foreign_pct"]) > float(sys.argv[2]): a["noisy"] += 1
+    a["rate"].append(float(r["req_s"])); a["p99"].append(float(r["p99_ms"]))
+    a["cpu"].append(float(r["cpu_us_req"])); a["busy"].append(float(r["server_busy_pct"]))
+    a["err"] += int(r["errors"]) + int(r["non2xx"])
+med = statistics.median
+hdr = ["workload", "server", "msgs|events/s", "p99 ms", "CPU µs/msg", "server busy %", "rate vs base", "CPU vs base"]
+out = []
+for wl in order_wl:
+    base = agg.get((wl, baseline(wl)))
+    for s in order_s:
+        a = agg.get((wl, s))
+        if not a: continue
+        rate, p99, cpu = med(a["rate"]), med(a["p99"]), med(a["cpu"])
+        if base:
+            rr = f"{rate / med(base['rate']):.2f}x"
+            cr = f"{cpu / med(base['cpu']):.2f}x"
+        else:
+            rr = cr = "-"
+        flag = (" (!errors)" if a["err"] else "") + (" (!noisy)" if a["noisy"] else "")
+        out.append([name(wl), s + flag, f"{rate:,.0f}", f"{p99:.2f}", f"{cpu:.2f}", f"{med(a['busy']):.0f}", rr, cr])
+if out:
+    w = [max(len(h), *(len(r[i]) for r in out)) for i, h in enumerate(hdr)]
+    line = lambda c: "| " + " | ".join(x.ljust(w[i]) if i < 2 else x.rjust(w[i]) for i, x in enumerate(c)) + " |"
+    print(line(hdr))
+    print("|" + "|".join("-" * (x + 2) for x in w) + "|")
+    for r in out: print(line(r))
+    n = len({r["round"] for r in rows})
+    print(f"\nmedians of {n} round(s); ratios against tungstenite (WS) and axum-sse (SSE): rate higher is better, "
+          "CPU lower is better; '(!errors)' = failed or mismatched echoes, lost events or loader errors; "
+          f"'(!noisy)' = in some round other processes used more than {sys.argv[2]}% of a core")
+    print(f"WS: {ws_conns} sessions, each keeps 'window' binary messages in flight; p99 = round trip; "
+          "CPU per echoed message")
+    print("SSE: rate = delivered events / sum of (last delivery - first publish) per round; p99 = publish -> "
+          "parsed by the subscriber; CPU per delivered event, over the whole loader run (incl. connecting the "
+          "subscribers); busy % is low because the server idles between rounds")
+else:
+    print("(no WS or SSE measurements)")
+if os.path.exists(skipped_file):
+    skipped = {}
+    for line in open(skipped_file):
+        rnd, s, wls = line.rstrip("\n").split("\t")
+        skipped.setdefault((s, wls.strip()), []).append(rnd)
+    for (s, wls), rounds in skipped.items():
+        print(f"NOT MEASURED: {s} for {wls} in round(s) {', '.join(rounds)}: the server answered the WebSocket "
+              "handshake with plain HTTP (no WebSocket support in this build); see server-*-ws.log.check")
 PY
 }
 
@@ -691,6 +994,9 @@ ulimit -n "$want_fds" 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || tr
 if (( $(ulimit -n) < IDLE_CONNS + 256 )); then
     log "WARNING: fd limit is $(ulimit -n), too low for IDLE_CONNS=$IDLE_CONNS"
 fi
+if has_wl SSE && (( $(ulimit -n) < SSE_SUBSCRIBERS + 256 )); then
+    log "WARNING: fd limit is $(ulimit -n), too low for SSE_SUBSCRIBERS=$SSE_SUBSCRIBERS"
+fi
 
 build_all
 
@@ -714,17 +1020,33 @@ if ((IDLE_CONNS > 0)); then
     idle_test
 fi
 
+HTTP_WL=0
+if has_wl A || has_wl B || has_wl H2 || has_wl TLS; then HTTP_WL=1; fi
+STREAM_WL=0
+if has_wl WS || has_wl SSE; then STREAM_WL=1; fi
 echo
-echo "== ragi benchmark: wrk -t1 -c$CONNECTIONS -d$DURATION --latency, server on CPU $SERVER_CPU, wrk on CPU $CLIENT_CPU =="
+if ((HTTP_WL)) || [[ -z "$WL_LIST" ]]; then
+    echo "== ragi benchmark: wrk -t1 -c$CONNECTIONS -d$DURATION --latency, server on CPU $SERVER_CPU, wrk on CPU $CLIENT_CPU =="
+fi
 if has_wl H2; then
     echo "== H2: h2load -t1 -c$CONNECTIONS -m$H2_STREAMS -D $(dur_to_sec "$DURATION") (h2c prior knowledge), h2load on CPU $CLIENT_CPU =="
 fi
 if has_wl TLS; then
     echo "== TLS: wrk -t1 -c$CONNECTIONS -d$DURATION --latency https://..., self-signed P-256 certificate =="
 fi
+if has_wl WS; then
+    echo "== WS: wsload -c $WS_CONNECTIONS --size {${WS_SIZES// /,}} --window {${WS_WINDOWS// /,}} --duration $DURATION (WebSocket echo, binary messages), server on CPU $SERVER_CPU, wsload on CPU $CLIENT_CPU =="
+fi
+if has_wl SSE; then
+    echo "== SSE: sseload -c $SSE_SUBSCRIBERS --events $SSE_EVENTS --bursts $SSE_BURSTS --interval-us $SSE_INTERVAL_US --pause-ms $SSE_PAUSE_MS (broadcast fan-out), server on CPU $SERVER_CPU, sseload on CPU $CLIENT_CPU =="
+fi
 echo
-if [[ -n "$WL_LIST" ]]; then
+if ((HTTP_WL)); then
     report_load
+    echo
+fi
+if ((STREAM_WL)); then
+    report_stream
     echo
 fi
 if ((IDLE_CONNS > 0)); then
@@ -734,14 +1056,22 @@ if ((IDLE_CONNS > 0)); then
     echo
 fi
 echo "machine: nproc=$(nproc), kernel $(uname -sr), $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo 2>/dev/null || echo '?')"
-echo "tools:   $(wrk --version 2>&1 | head -n1 | awk '{print $1, $2}'), $(rustc --version 2>/dev/null || echo 'rustc ?'), $(python3 --version 2>&1)$(has_wl H2 && echo ", h2load $(h2load --version 2>&1 | head -n1 | awk '{print $NF}')")$(has_wl TLS && echo ", $(openssl version 2>&1 | awk '{print $1, $2}')")"
-if [[ " $SERVERS " == *" ragi "* ]]; then
+echo "tools:   $(command -v wrk >/dev/null 2>&1 && echo "$(wrk --version 2>&1 | head -n1 | awk '{print $1, $2}'), ")$(rustc --version 2>/dev/null || echo 'rustc ?'), $(python3 --version 2>&1)$(has_wl H2 && echo ", h2load $(h2load --version 2>&1 | head -n1 | awk '{print $NF}')")$(has_wl TLS && echo ", $(openssl version 2>&1 | awk '{print $1, $2}')")"
+if [[ " $SERVERS " == *" ragi "* ]] && needs_probe; then
     if [[ "$RAGI_LIFECYCLE" != 1 && "$RAGI_HAS_NO_LIFECYCLE" == 1 ]]; then
         echo "ragi:    $RAGI_BIN probe --no-lifecycle${RAGI_ARGS:+ $RAGI_ARGS} (probe's lifecycle listener off)"
     else
         echo "ragi:    $RAGI_BIN probe${RAGI_ARGS:+ $RAGI_ARGS} (probe's lifecycle listener on)"
     fi
 fi
+if [[ " $SERVERS " == *" ragi "* ]]; then
+    if has_wl WS; then
+        echo "ragi WS: $RAGI_WS_BIN (bench/ragi-ws-echo on ragi-server of $(git -C "$ROOT_DIR" rev-parse --short HEAD 2>/dev/null || echo '?'))"
+    fi
+    if has_wl SSE; then
+        echo "ragi SSE: $RAGI_SSE_BIN (bench/ragi-sse on ragi-server of $(git -C "$ROOT_DIR" rev-parse --short HEAD 2>/dev/null || echo '?'))"
+    fi
+fi
 echo "raw:     $OUT_DIR"
 # shellcheck disable=SC2016  # the single quotes are literal, for copy-paste
-echo "reproduce: cd $ROOT_DIR && SERVERS='$SERVERS' WORKLOADS='$WORKLOADS' ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP CONNECTIONS=$CONNECTIONS PIPELINE=$PIPELINE$(has_wl H2 && echo " H2_STREAMS=$H2_STREAMS") IDLE_CONNS=$IDLE_CONNS${RAGI_ARGS:+ RAGI_ARGS='$RAGI_ARGS'}$( [[ "$RAGI_LIFECYCLE" == 1 ]] && echo " RAGI_LIFECYCLE=1")${RAGI_BIN_SET:+ RAGI_BIN='$RAGI_BIN'} bash bench/run.sh"
+echo "reproduce: cd $ROOT_DIR && SERVERS='$SERVERS' WORKLOADS='$WORKLOADS' ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP CONNECTIONS=$CONNECTIONS PIPELINE=$PIPELINE$(has_wl H2 && echo " H2_STREAMS=$H2_STREAMS")$(has_wl WS && echo " WS_CONNECTIONS=$WS_CONNECTIONS WS_SIZES='$WS_SIZES' WS_WINDOWS='$WS_WINDOWS'")$(has_wl SSE && echo " SSE_SUBSCRIBERS=$SSE_SUBSCRIBERS SSE_EVENTS=$SSE_EVENTS SSE_BURSTS=$SSE_BURSTS SSE_WARMUP_BURSTS=$SSE_WARMUP_BURSTS SSE_INTERVAL_US=$SSE_INTERVAL_US SSE_PAUSE_MS=$SSE_PAUSE_MS") IDLE_CONNS=$IDLE_CONNS${RAGI_ARGS:+ RAGI_ARGS='$RAGI_ARGS'}$( [[ "$RAGI_LIFECYCLE" == 1 ]] && echo " RAGI_LIFECYCLE=1")${RAGI_BIN_SET:+ RAGI_BIN='$RAGI_BIN'} bash bench/run.sh"

@@ -79,6 +79,19 @@ struct ServerOpts {
     /// only; HTTP/1.1: the connection). 0 = off.
     #[arg(long, value_name = "SECONDS", default_value = "0", value_parser = seconds)]
     sse_idle_timeout: Duration,
+    /// Seconds a WebSocket may go without a data message either way before it is closed
+    /// (1001, reason idle_timeout). 0 = off.
+    #[arg(long, value_name = "SECONDS", default_value = "0", value_parser = seconds)]
+    ws_idle_timeout: Duration,
+    /// Largest WebSocket message in bytes, after decompression (close 1009 beyond).
+    #[arg(long, value_name = "BYTES", default_value = "16777216", value_parser = clap::value_parser!(u64).range(1..=(1u64 << 32)))]
+    ws_max_message_size: u64,
+    /// Most received WebSocket messages waiting for the app (close 1008 beyond).
+    #[arg(long, value_name = "N", default_value = "1000", value_parser = clap::value_parser!(u32).range(1..))]
+    ws_max_queue: u32,
+    /// Do not negotiate permessage-deflate compression for WebSockets.
+    #[arg(long)]
+    ws_no_compression: bool,
     /// Largest request body in bytes (413 beyond).
     #[arg(long, value_name = "BYTES", default_value = "10000000")]
     max_body_size: u64,
@@ -162,6 +175,10 @@ impl ServerOpts {
         c.request_timeout = off_if_zero(self.request_timeout);
         c.write_timeout = off_if_zero(self.write_timeout);
         c.sse_idle_timeout = off_if_zero(self.sse_idle_timeout);
+        c.ws_idle_timeout = off_if_zero(self.ws_idle_timeout);
+        c.ws_max_message_size = self.ws_max_message_size as usize;
+        c.ws_max_queue = self.ws_max_queue as usize;
+        c.ws_compression = !self.ws_no_compression;
         c.max_body_size = self.max_body_size;
         c.max_request_line = self.max_header_size as usize;
         c.max_header_size = self.max_header_size as usize;

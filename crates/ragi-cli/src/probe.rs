@@ -11,6 +11,16 @@
 //! | `GET /stream/{tag}?chunks=N&bytes=B&interval_ms=M` | N chunks of B bytes, M ms apart; records how it ended |
 //! | `GET /observed/{tag}?wait_ms=W` | 200 JSON `{"tag", "reason", "after_ms", "completed"}`, waiting up to W ms for the request to end; 404 for an unknown tag |
 //! | `GET /connections` | 200 JSON array of lifecycle notices, oldest first |
+//! | `GET /sse/{tag}?interval_ms=M&count=N&keepalive_ms=K` (`accept: text/event-stream`) | N events with ids 1..N, M ms apart (0: until the client leaves), a keep-alive comment every K ms; with `last-event-id: L`, ids L+1..N; recorded |
+//! | WebSocket `/ws/echo[/{tag}]` and `/` | accepts and echoes text and binary messages; recorded when tagged |
+//! | WebSocket `/ws/hold/{tag}` | accepts, then never reads; recorded |
+//! | WebSocket `/ws/flood/{tag}?size=B` | accepts, then sends binary messages of B bytes (default 16 384) until the session ends; recorded |
+//!
+//! WebSocket routes take query options: `subprotocol=first` accepts the first subprotocol the
+//! client offered; `keepalive_ms=I&pong_timeout_ms=T` starts server pings; `deny=STATUS`
+//! denies the handshake with that status and body `denied`; `reject=1` sends `WebSocketClose`
+//! before accepting (403); `close=CODE` closes right after accepting. For WebSocket tags,
+//! `/observed` adds `ws_code` and `ws_reason`: the app's `WebSocketDisconnect` event.
 //!
 //! `after_ms` is the time from the arrival of the request head (when the app was called) to
 //! the change of the connection object.
@@ -40,6 +50,8 @@ struct Outcome {
 
 struct Tag {
     outcome: Option<Outcome>,
+    /// The `WebSocketDisconnect` event the app received.
+    ws_close: Option<(u16, String)>,
 }
 
 /// What the probe remembers: tags and lifecycle notices.
@@ -66,10 +78,13 @@ impl Probe {
 
     fn record(self: &Arc<Self>, tag: &str, conn: &Connection) {
         let start = Instant::now();
-        self.tags
-            .lock()
-            .unwrap()
-            .insert(tag.to_owned(), Tag { outcome: None });
+        self.tags.lock().unwrap().insert(
+            tag.to_owned(),
+            Tag {
+                outcome: None,
+                ws_close: None,
+            },
+        );
         let (me, t) = (self.clone(), tag.to_owned());
         conn.on_disconnect(move |r| {
             me.set(
@@ -111,7 +126,9 @@ impl Probe {
             notified.as_mut().enable();
             match self.tags.lock().unwrap().get(tag) {
                 None => return None,
-                Some(Tag { outcome: Some(o) }) => return Some(Some(o.clone())),
+                Some(Tag {
+                    outcome: Some(o), ..
+                }) => return Some(Some(o.clone())),
                 Some(_) => {}
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
@@ -124,6 +141,17 @@ impl Probe {
                 );
             }
         }
+    }
+
+    fn set_ws_close(&self, tag: &str, code: u16, reason: String) {
+        if let Some(t) = self.tags.lock().unwrap().get_mut(tag) {
+            t.ws_close = Some((code, reason));
+        }
+        self.changed.notify_waiters();
+    }
+
+    fn ws_close(&self, tag: &str) -> Option<(u16, String)> {
+        self.tags.lock().unwrap().get(tag)?.ws_close.clone()
     }
 
     fn notice(&self, v: serde_json::Value) {
@@ -149,22 +177,12 @@ impl ProbeListener {
     }
 }
 
-/// The protocol an `accepted` notice can name: ALPN's choice on TLS; on cleartext the notice
-/// comes before the first bytes, so it says `http/1.1` and an h2c (prior knowledge)
-/// connection shows `h2` in its `closed` notice.
-fn accepted_protocol(n: &Accepted) -> &'static str {
-    match n.tls.as_ref().and_then(|t| t.alpn.as_deref()) {
-        Some("h2") => "h2",
-        _ => "http/1.1",
-    }
-}
-
 fn tls_json(tls: Option<&ragi::TlsInfo>) -> serde_json::Value {
     match tls {
         None => serde_json::Value::Null,
         Some(t) => json!({
             "version": t.version, "cipher": t.cipher, "alpn": t.alpn, "sni": t.sni,
-            "client_subject": t.client_subject,
+            "client_subject": t.client_subject, "verification_error": t.verification_error,
         }),
     }
 }
@@ -175,15 +193,16 @@ impl LifecycleListener for ProbeListener {
         self.1.lock().unwrap().insert(n.id.get(), tls.clone());
         self.0.notice(json!({
             "id": n.id.get(), "event": "accepted", "peer": n.peer.to_string(), "reason": null,
-            "requests": 0, "bytes_in": 0, "bytes_out": 0, "protocol": accepted_protocol(n), "tls": tls,
+            "requests": 0, "bytes_in": 0, "bytes_out": 0, "protocol": n.protocol, "tls": tls,
         }));
         Ok(())
     }
 
     fn upgraded(&self, n: &Upgraded) {
         self.0.notice(json!({
-            "id": n.id.get(), "event": "upgraded", "peer": null, "reason": null,
+            "id": n.id.get(), "event": "upgraded", "peer": n.peer.to_string(), "reason": null,
             "requests": 0, "bytes_in": 0, "bytes_out": 0, "protocol": n.protocol,
+            "stream": n.stream,
         }));
     }
 
@@ -333,7 +352,12 @@ async fn sse(probe: &Arc<Probe>, scope: Scope, send: Sender) -> AppResult {
         })
         .await?;
     }
-    let mut i = 0u64;
+    // A reconnecting client resumes after the last id it saw.
+    let mut i: u64 = scope
+        .headers
+        .get_str("last-event-id")
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
     while count == 0 || i < count {
         if i > 0 && !interval.is_zero() {
             tokio::select! {
@@ -367,6 +391,9 @@ pub async fn app(
     }
     if scope.kind == ScopeKind::Sse {
         return sse(&probe, scope, send).await;
+    }
+    if scope.kind == ScopeKind::WebSocket {
+        return websocket(&probe, scope, receive, send).await;
     }
     if scope.kind != ScopeKind::Http {
         return Err(UnsupportedScope(scope.kind).into());
@@ -454,7 +481,7 @@ pub async fn app(
                     .await
                 }
                 Some(o) => {
-                    let v = match o {
+                    let mut v = match o {
                         Some(o) => json!({
                             "tag": tag, "reason": o.reason.as_ref().map(|r| r.as_str()),
                             "after_ms": o.after_ms, "completed": o.completed,
@@ -463,6 +490,10 @@ pub async fn app(
                             json!({"tag": tag, "reason": null, "after_ms": null, "completed": false})
                         }
                     };
+                    if let Some((code, reason)) = probe.ws_close(tag) {
+                        v["ws_code"] = json!(code);
+                        v["ws_reason"] = json!(reason);
+                    }
                     respond(&send, 200, "application/json", v.to_string()).await
                 }
             }
@@ -479,5 +510,121 @@ pub async fn app(
             .await
         }
         _ => respond(&send, 404, "text/plain", "Not Found").await,
+    }
+}
+
+/// `websocket` scopes: `/ws/echo[/{tag}]` and `/` echo, `/ws/hold/{tag}` accepts and never
+/// reads; other paths are denied with 404. See the module documentation for the options.
+async fn websocket(
+    probe: &Arc<Probe>,
+    scope: Scope,
+    mut receive: Receiver,
+    send: Sender,
+) -> AppResult {
+    let path = scope.path.as_str();
+    let flood = path.strip_prefix("/ws/flood/").filter(|t| !t.is_empty());
+    let (hold, tag) = if path == "/" || path == "/ws/echo" {
+        (false, query_param::<String>(&scope, "tag"))
+    } else if let Some(t) = flood {
+        (false, Some(t.to_owned()))
+    } else if let Some(t) = path.strip_prefix("/ws/echo/").filter(|t| !t.is_empty()) {
+        (false, Some(t.to_owned()))
+    } else if let Some(t) = path.strip_prefix("/ws/hold/").filter(|t| !t.is_empty()) {
+        (true, Some(t.to_owned()))
+    } else {
+        send.send(SendEvent::HttpResponseStart {
+            status: 404,
+            headers: Headers::new().with("content-type", "text/plain"),
+        })
+        .await?;
+        send.send(SendEvent::HttpResponseBody {
+            body: Bytes::from_static(b"Not Found"),
+            more: false,
+        })
+        .await?;
+        return Ok(());
+    };
+    if let Some(tag) = &tag {
+        probe.record(tag, scope.connection());
+    }
+    // The handshake: WebSocketConnect comes first.
+    match receive.receive().await {
+        ReceiveEvent::WebSocketConnect => {}
+        _ => return Ok(()),
+    }
+    if let Some(status) = query_param::<u16>(&scope, "deny") {
+        send.send(SendEvent::HttpResponseStart {
+            status,
+            headers: Headers::new().with("content-type", "text/plain"),
+        })
+        .await?;
+        send.send(SendEvent::HttpResponseBody {
+            body: Bytes::from_static(b"denied"),
+            more: false,
+        })
+        .await?;
+        return Ok(());
+    }
+    if query_param::<u8>(&scope, "reject").is_some() {
+        send.send(SendEvent::WebSocketClose {
+            code: 1000,
+            reason: String::new(),
+        })
+        .await?;
+        return Ok(());
+    }
+    let subprotocol = match query_param::<String>(&scope, "subprotocol").as_deref() {
+        Some("first") => scope.subprotocols.first().cloned(),
+        _ => None,
+    };
+    send.send(SendEvent::WebSocketAccept {
+        subprotocol,
+        headers: Headers::new(),
+    })
+    .await?;
+    if let Some(ms) = query_param::<u64>(&scope, "keepalive_ms") {
+        let timeout = query_param::<u64>(&scope, "pong_timeout_ms").unwrap_or(ms);
+        send.send(SendEvent::WebSocketKeepalive {
+            interval: Duration::from_millis(ms),
+            timeout: Duration::from_millis(timeout),
+        })
+        .await?;
+    }
+    if let Some(code) = query_param::<u16>(&scope, "close") {
+        send.send(SendEvent::WebSocketClose {
+            code,
+            reason: "probe closes".to_owned(),
+        })
+        .await?;
+    }
+    if hold {
+        scope.connection().disconnected().await;
+    }
+    if flood.is_some() {
+        let size = query_param::<usize>(&scope, "size").unwrap_or(16 * 1024);
+        let msg = Bytes::from(vec![b'x'; size]);
+        while send
+            .send(SendEvent::WebSocketSend(ragi::Message::Binary(msg.clone())))
+            .await
+            .is_ok()
+        {}
+    }
+    loop {
+        match receive.receive().await {
+            ReceiveEvent::WebSocketReceive(m) => {
+                if hold {
+                    continue;
+                }
+                // A send error means the session ended: the next receive says how.
+                let _ = send.send(SendEvent::WebSocketSend(m)).await;
+            }
+            ReceiveEvent::WebSocketDisconnect { code, reason } => {
+                if let Some(tag) = &tag {
+                    probe.set_ws_close(tag, code, reason);
+                }
+                return Ok(());
+            }
+            _ => {}
+        }
     }
 }

@@ -15,11 +15,13 @@ const DATA: u8 = 0;
 const HEADERS: u8 = 1;
 const PRIORITY: u8 = 2;
 const SETTINGS: u8 = 4;
+const PING: u8 = 6;
 const GOAWAY: u8 = 7;
 const RST_STREAM: u8 = 3;
 const WINDOW_UPDATE: u8 = 8;
 const CONTINUATION: u8 = 9;
 const END_STREAM: u8 = 0x1;
+const ACK: u8 = 0x1;
 const END_HEADERS: u8 = 0x4;
 
 const PROTOCOL_ERROR: u32 = 0x1;
@@ -34,6 +36,15 @@ fn frame(ty: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     f.extend_from_slice(&(stream & 0x7fff_ffff).to_be_bytes());
     f.extend_from_slice(payload);
     f
+}
+
+/// `GET {path}` with a literal `:path` and `:authority` (no dynamic table entries).
+fn hold_block(path: &str) -> Vec<u8> {
+    let mut b = vec![0x82, 0x86, 0x04, path.len() as u8];
+    b.extend_from_slice(path.as_bytes());
+    b.extend_from_slice(&[0x01, 9]);
+    b.extend_from_slice(b"localhost");
+    b
 }
 
 /// `GET /` with HPACK static-table indexes and a literal `:authority`.
@@ -55,9 +66,19 @@ enum Answer {
     Nothing,
 }
 
+/// Like [`exchange`], but reads past response heads: the server may answer a stream before it
+/// reaches the frame that ends the connection.
+fn error_answer(s: &Server, bytes: &[u8]) -> Answer {
+    exchange_inner(s, bytes, false)
+}
+
 /// Opens an h2c connection, sends the preface and an empty SETTINGS, then `bytes`; reads
-/// frames until a GOAWAY, a RST_STREAM, the close, or 3 s.
+/// frames until a GOAWAY, a RST_STREAM, a response head, the close, or 3 s.
 fn exchange(s: &Server, bytes: &[u8]) -> Answer {
+    exchange_inner(s, bytes, true)
+}
+
+fn exchange_inner(s: &Server, bytes: &[u8], heads: bool) -> Answer {
     let mut tcp = TcpStream::connect(s.hostport()).unwrap();
     tcp.set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
@@ -85,7 +106,9 @@ fn exchange(s: &Server, bytes: &[u8]) -> Answer {
                 RST_STREAM if len == 4 => {
                     return Answer::Reset(stream, u32::from_be_bytes([p[0], p[1], p[2], p[3]]))
                 }
-                HEADERS if stream != 0 && !p.is_empty() => return Answer::Headers(stream, p[0]),
+                HEADERS if heads && stream != 0 && !p.is_empty() => {
+                    return Answer::Headers(stream, p[0])
+                }
                 _ => {}
             }
             buf.drain(..9 + len);
@@ -131,16 +154,11 @@ fn invalid_settings_values() {
         exchange(&s, &frame(SETTINGS, 0, 0, &push)),
         Answer::GoAway(PROTOCOL_ERROR)
     );
-    // INITIAL_WINDOW_SIZE above 2^31-1: RFC 9113 §6.5.2 names FLOW_CONTROL_ERROR; the h2
-    // crate answers PROTOCOL_ERROR (a known deviation, docs/decisions.md).
+    // INITIAL_WINDOW_SIZE above 2^31-1 (RFC 9113 §6.5.2).
     let window = [0, 4, 0x80, 0, 0, 0];
-    let answer = exchange(&s, &frame(SETTINGS, 0, 0, &window));
-    assert!(
-        matches!(
-            answer,
-            Answer::GoAway(FLOW_CONTROL_ERROR) | Answer::GoAway(PROTOCOL_ERROR)
-        ),
-        "{answer:?}"
+    assert_eq!(
+        exchange(&s, &frame(SETTINGS, 0, 0, &window)),
+        Answer::GoAway(FLOW_CONTROL_ERROR)
     );
     // MAX_FRAME_SIZE below 16 384.
     let small = [0, 5, 0, 0, 0x10, 0];
@@ -148,16 +166,48 @@ fn invalid_settings_values() {
         exchange(&s, &frame(SETTINGS, 0, 0, &small)),
         Answer::GoAway(PROTOCOL_ERROR)
     );
-    // A SETTINGS frame whose length is not a multiple of 6: RFC 9113 §6.5 names
-    // FRAME_SIZE_ERROR; the h2 crate answers PROTOCOL_ERROR (docs/decisions.md).
-    let answer = exchange(&s, &frame(SETTINGS, 0, 0, &[0, 1, 0]));
-    assert!(
-        matches!(
-            answer,
-            Answer::GoAway(FRAME_SIZE_ERROR) | Answer::GoAway(PROTOCOL_ERROR)
-        ),
-        "{answer:?}"
+    // A SETTINGS frame whose length is not a multiple of 6 (RFC 9113 §6.5).
+    assert_eq!(
+        exchange(&s, &frame(SETTINGS, 0, 0, &[0, 1, 0])),
+        Answer::GoAway(FRAME_SIZE_ERROR)
     );
+    // A SETTINGS ACK with a payload (§6.5).
+    assert_eq!(
+        exchange(&s, &frame(SETTINGS, ACK, 0, &[0, 1, 0, 0, 0x10, 0])),
+        Answer::GoAway(FRAME_SIZE_ERROR)
+    );
+    still_serving(&s);
+}
+
+#[test]
+fn frames_of_the_wrong_length_are_frame_size_errors() {
+    let s = Server::start(&[]);
+    let open = frame(HEADERS, END_HEADERS, 1, &get_block());
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        // §6.7: PING is 8 octets.
+        ("PING", frame(PING, 0, 0, &[0; 7])),
+        // §6.4: RST_STREAM is 4 octets.
+        (
+            "RST_STREAM",
+            [open.clone(), frame(RST_STREAM, 0, 1, &[0; 3])].concat(),
+        ),
+        // §6.9: WINDOW_UPDATE is 4 octets.
+        (
+            "WINDOW_UPDATE",
+            frame(WINDOW_UPDATE, 0, 0, &[0, 0, 1, 0, 0]),
+        ),
+        // §6.3: PRIORITY is 5 octets (a stream error; answered as a connection error).
+        ("PRIORITY", frame(PRIORITY, 0, 3, &[0; 4])),
+        // §4.2: a GOAWAY too short for its mandatory fields.
+        ("GOAWAY", frame(GOAWAY, 0, 0, &[0; 4])),
+    ];
+    for (what, bytes) in cases {
+        assert_eq!(
+            exchange(&s, &bytes),
+            Answer::GoAway(FRAME_SIZE_ERROR),
+            "{what}"
+        );
+    }
     still_serving(&s);
 }
 
@@ -172,21 +222,65 @@ fn oversized_frame_is_a_frame_size_error() {
 }
 
 #[test]
-fn hpack_decoding_error_is_a_connection_error() {
+fn hpack_decoding_errors_are_compression_errors() {
     let s = Server::start(&[]);
-    // RFC 7541 makes these decoding errors, COMPRESSION_ERROR; the h2 crate answers every
-    // HPACK decoding error with PROTOCOL_ERROR (docs/decisions.md). A connection error
-    // either way.
-    for block in [vec![0x80], vec![0xff, 0xff, 0xff, 0x0f]] {
-        let answer = exchange(&s, &frame(HEADERS, END_HEADERS | END_STREAM, 1, &block));
-        assert!(
-            matches!(
-                answer,
-                Answer::GoAway(COMPRESSION_ERROR) | Answer::GoAway(PROTOCOL_ERROR)
-            ),
-            "block {block:x?}: {answer:?}"
+    // RFC 7541 decoding errors; RFC 9113 §4.3: a connection error COMPRESSION_ERROR.
+    let blocks: Vec<(&str, Vec<u8>)> = vec![
+        ("index 0", vec![0x80]),
+        ("index beyond both tables", vec![0xff, 0xff, 0xff, 0x0f]),
+        (
+            "an integer over 5 octets",
+            vec![0xff, 0xff, 0xff, 0xff, 0xff, 0x0f],
+        ),
+        (
+            "table size update above SETTINGS_HEADER_TABLE_SIZE",
+            vec![0x3f, 0xe2, 0x1f],
+        ),
+        (
+            "table size update after a field",
+            [get_block(), vec![0x20]].concat(),
+        ),
+        (
+            "block ending inside a string",
+            vec![0x82, 0x86, 0x84, 0x41, 9, b'l'],
+        ),
+        (
+            "Huffman string with EOS",
+            vec![0x82, 0x86, 0x84, 0x41, 0x84, 0xff, 0xff, 0xff, 0xff],
+        ),
+        (
+            "Huffman padding not all ones",
+            vec![0x82, 0x86, 0x84, 0x41, 0x81, 0x00],
+        ),
+    ];
+    for (what, block) in blocks {
+        assert_eq!(
+            exchange(&s, &frame(HEADERS, END_HEADERS | END_STREAM, 1, &block)),
+            Answer::GoAway(COMPRESSION_ERROR),
+            "{what}: {block:x?}"
         );
     }
+    // The same error in a CONTINUATION frame.
+    let mut bytes = frame(HEADERS, END_STREAM, 1, &get_block());
+    bytes.extend(frame(CONTINUATION, END_HEADERS, 1, &[0xbf, 0x7f]));
+    assert_eq!(exchange(&s, &bytes), Answer::GoAway(COMPRESSION_ERROR));
+    // A dynamic table entry used by a later request on the same connection is no error:
+    // `x-a: 1` is added (index 62), then referred to.
+    let mut bytes = frame(
+        HEADERS,
+        END_HEADERS | END_STREAM,
+        1,
+        &[get_block(), vec![0x40, 3, b'x', b'-', b'a', 1, b'1']].concat(),
+    );
+    bytes.extend(frame(
+        HEADERS,
+        END_HEADERS | END_STREAM,
+        3,
+        // Stream 3's own `:authority` is 62 now; `x-a: 1` is 63.
+        &[get_block(), vec![0x80 | 63]].concat(),
+    ));
+    let answer = exchange(&s, &bytes);
+    assert!(matches!(answer, Answer::Headers(_, 0x88)), "{answer:?}");
     still_serving(&s);
 }
 
@@ -252,22 +346,41 @@ fn priority_self_dependency_is_a_protocol_error() {
 }
 
 #[test]
-fn data_on_a_closed_stream_is_stream_closed() {
+fn frames_on_a_stream_the_client_ended_are_stream_closed() {
     let s = Server::start(&[]);
+    // DATA after END_STREAM (half-closed remote, or closed once the response went out):
+    // RFC 9113 §5.1 names STREAM_CLOSED; the server answers it as a connection error.
+    // (Stream 1 may be answered before the GOAWAY: it was processed.)
     let mut bytes = frame(HEADERS, END_HEADERS | END_STREAM, 1, &get_block());
     bytes.extend(frame(DATA, 0, 1, b"late"));
-    let answer = exchange(&s, &bytes);
-    // RFC 9113 §5.1 (half-closed remote) names STREAM_CLOSED; the h2 crate ends the whole
-    // connection with PROTOCOL_ERROR (a known deviation, docs/decisions.md).
-    assert!(
-        matches!(
-            answer,
-            Answer::Reset(1, STREAM_CLOSED)
-                | Answer::GoAway(STREAM_CLOSED)
-                | Answer::GoAway(PROTOCOL_ERROR)
-        ),
-        "{answer:?}"
+    assert_eq!(error_answer(&s, &bytes), Answer::GoAway(STREAM_CLOSED));
+    // The same while the app still holds the stream open (/hold never answers).
+    let mut bytes = frame(
+        HEADERS,
+        END_HEADERS | END_STREAM,
+        1,
+        &hold_block("/hold/sc1"),
     );
+    bytes.extend(frame(DATA, END_STREAM, 1, b"late"));
+    assert_eq!(exchange(&s, &bytes), Answer::GoAway(STREAM_CLOSED));
+    // HEADERS after END_STREAM.
+    let mut bytes = frame(
+        HEADERS,
+        END_HEADERS | END_STREAM,
+        1,
+        &hold_block("/hold/sc2"),
+    );
+    bytes.extend(frame(HEADERS, END_HEADERS | END_STREAM, 1, &get_block()));
+    assert_eq!(exchange(&s, &bytes), Answer::GoAway(STREAM_CLOSED));
+    // DATA after the client's own RST_STREAM.
+    let mut bytes = frame(HEADERS, END_HEADERS, 1, &hold_block("/hold/sc3"));
+    bytes.extend(frame(RST_STREAM, 0, 1, &8u32.to_be_bytes()));
+    bytes.extend(frame(DATA, 0, 1, b"late"));
+    assert_eq!(exchange(&s, &bytes), Answer::GoAway(STREAM_CLOSED));
+    // DATA on a stream the client keeps open is fine: the request is answered.
+    let mut bytes = frame(HEADERS, END_HEADERS, 1, &get_block());
+    bytes.extend(frame(DATA, END_STREAM, 1, b"body"));
+    assert_eq!(exchange(&s, &bytes), Answer::Headers(1, 0x88));
     still_serving(&s);
 }
 
@@ -417,5 +530,54 @@ fn a_header_list_over_the_limit_is_refused() {
         ) || matches!(answer, Answer::Headers(1, first) if first != 0x88),
         "an 80 KiB header list was not refused: {answer:?}"
     );
+    still_serving(&s);
+}
+
+#[test]
+fn a_client_goaway_ends_every_open_stream_with_client_closed() {
+    let s = Server::start(&[]);
+    let mut tcp = TcpStream::connect(s.hostport()).unwrap();
+    let peer = tcp.local_addr().unwrap().to_string();
+    let mut out = PREFACE.to_vec();
+    out.extend(frame(SETTINGS, 0, 0, &[]));
+    out.extend(frame(
+        HEADERS,
+        END_HEADERS | END_STREAM,
+        1,
+        &hold_block("/hold/ga1"),
+    ));
+    out.extend(frame(
+        HEADERS,
+        END_HEADERS | END_STREAM,
+        3,
+        &hold_block("/hold/ga2"),
+    ));
+    tcp.write_all(&out).unwrap();
+    s.wait_seen("ga1", Duration::from_secs(5));
+    s.wait_seen("ga2", Duration::from_secs(5));
+    // GOAWAY: last stream 0 (the server pushes none), NO_ERROR.
+    tcp.write_all(&frame(GOAWAY, 0, 0, &[0; 8])).unwrap();
+    for tag in ["ga1", "ga2"] {
+        let o = s.observed(tag, 3000);
+        assert_eq!(o.reason.as_deref(), Some("client_closed"), "{tag}: {o:?}");
+    }
+    // Both streams are reset, and the server closes the connection.
+    let mut resets = Vec::new();
+    let closed = read_frames(&mut tcp, |ty, _, stream, _| {
+        if ty == RST_STREAM {
+            resets.push(stream);
+        }
+        None::<()>
+    });
+    assert!(closed.is_none());
+    resets.sort_unstable();
+    assert_eq!(resets, vec![1, 3]);
+    let notice = s.wait_closed(&peer, Duration::from_secs(5));
+    assert_eq!(
+        notice.reason.as_deref(),
+        Some("client_closed"),
+        "{notice:?}"
+    );
+    assert_eq!(notice.requests, 2, "{notice:?}");
     still_serving(&s);
 }

@@ -203,3 +203,18 @@ fn sse_idle_timeout_resets_only_the_idle_http2_stream() {
     let sib = s.observed("i3", 3000);
     assert!(sib.completed, "{sib:?}");
 }
+
+#[test]
+fn last_event_id_resumes_the_stream() {
+    let s = Server::start(&[]);
+    let mut c = s.connect();
+    c.send(format!(
+        "GET /sse/s9?count=4&interval_ms=1 HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\nLast-Event-ID: 2\r\n\r\n",
+        s.hostport()
+    ));
+    let r = c.read_response();
+    assert_eq!(
+        String::from_utf8_lossy(&r.body),
+        "data: event 3\nid: 3\n\ndata: event 4\nid: 4\n\n"
+    );
+}

@@ -9,7 +9,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
+};
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 use support::Server;
@@ -149,4 +152,151 @@ fn https_and_sighup_reload_keep_live_connections() {
             .starts_with("TLSv1."),
         "{closed}"
     );
+}
+
+/// A CA (certificate and key) for client certificates.
+struct Ca {
+    cert: rcgen::Certificate,
+    key: KeyPair,
+}
+
+impl Ca {
+    fn new(cn: &str) -> Self {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name = DistinguishedName::new();
+        p.distinguished_name.push(DnType::CommonName, cn);
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let key = KeyPair::generate().unwrap();
+        let cert = p.self_signed(&key).unwrap();
+        Self { cert, key }
+    }
+
+    /// A client certificate with common name `cn`, signed by this CA: (chain, key).
+    fn client(
+        &self,
+        cn: &str,
+    ) -> (
+        Vec<CertificateDer<'static>>,
+        rustls::pki_types::PrivateKeyDer<'static>,
+    ) {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name = DistinguishedName::new();
+        p.distinguished_name.push(DnType::CommonName, cn);
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        let key = KeyPair::generate().unwrap();
+        let cert = p.signed_by(&key, &self.cert, &self.key).unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+        (vec![cert.der().clone()], key)
+    }
+}
+
+/// A client that presents `cert` (a chain and its key).
+fn client_with_cert(
+    trust: &CertificateDer<'static>,
+    cert: (
+        Vec<CertificateDer<'static>>,
+        rustls::pki_types::PrivateKeyDer<'static>,
+    ),
+) -> Arc<ClientConfig> {
+    let mut roots = RootCertStore::empty();
+    roots.add(trust.clone()).unwrap();
+    let mut c =
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_client_auth_cert(cert.0, cert.1)
+            .unwrap();
+    c.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(c)
+}
+
+/// The `accepted` notice of the connection from `peer`.
+fn accepted_notice(addr: &str, trust: &CertificateDer<'static>, peer: &str) -> serde_json::Value {
+    connections(addr, trust)
+        .into_iter()
+        .find(|n| n["peer"] == peer && n["event"] == "accepted")
+        .unwrap_or_else(|| panic!("no accepted notice for {peer}"))
+}
+
+/// `--tls-client-auth optional` admits a certificate that does not verify and says why;
+/// `required` refuses it. A certificate from the trusted CA verifies in both.
+#[test]
+fn client_certificates_optional_and_required() {
+    let dir = Dir(std::env::temp_dir().join(format!("ragi-cli-mtls-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let (cert, key, ca_path) = (
+        dir.0.join("cert.pem"),
+        dir.0.join("key.pem"),
+        dir.0.join("ca.pem"),
+    );
+    let (c, k, server_der) = self_signed("server");
+    std::fs::write(&cert, c).unwrap();
+    std::fs::write(&key, k).unwrap();
+    let trusted = Ca::new("trusted clients");
+    let stranger = Ca::new("someone else");
+    std::fs::write(&ca_path, trusted.cert.pem()).unwrap();
+
+    let start = |mode: &str| {
+        Server::start(&[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+            "--tls-client-ca",
+            ca_path.to_str().unwrap(),
+            "--tls-client-auth",
+            mode,
+        ])
+    };
+
+    // optional: the stranger's certificate is admitted, with its subject and why it failed.
+    let s = start("optional");
+    let addr = s.hostport();
+    let mut c = connect(
+        &addr,
+        client_with_cert(&server_der, stranger.client("mallory")),
+    );
+    assert!(get(&mut c).starts_with("HTTP/1.1 200 OK"));
+    let peer = c.sock.local_addr().unwrap().to_string();
+    let n = accepted_notice(&addr, &server_der, &peer);
+    assert_eq!(n["tls"]["client_subject"], "CN=mallory", "{n}");
+    let error = n["tls"]["verification_error"].as_str().unwrap_or_default();
+    assert!(error.contains("UnknownIssuer"), "{n}");
+    // A trusted certificate: no error.
+    let mut c = connect(
+        &addr,
+        client_with_cert(&server_der, trusted.client("alice")),
+    );
+    assert!(get(&mut c).starts_with("HTTP/1.1 200 OK"));
+    let peer = c.sock.local_addr().unwrap().to_string();
+    let n = accepted_notice(&addr, &server_der, &peer);
+    assert_eq!(n["tls"]["client_subject"], "CN=alice", "{n}");
+    assert!(n["tls"]["verification_error"].is_null(), "{n}");
+    drop(s);
+
+    // required: the stranger fails the handshake; the trusted client is served.
+    let s = start("required");
+    let addr = s.hostport();
+    let mut c = connect(
+        &addr,
+        client_with_cert(&server_der, stranger.client("mallory")),
+    );
+    let refused = c
+        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .and_then(|()| c.read(&mut [0u8; 64]));
+    assert!(
+        matches!(refused, Err(_) | Ok(0)),
+        "an untrusted certificate was served: {refused:?}"
+    );
+    let mut c = connect(
+        &addr,
+        client_with_cert(&server_der, trusted.client("alice")),
+    );
+    assert!(get(&mut c).starts_with("HTTP/1.1 200 OK"));
 }

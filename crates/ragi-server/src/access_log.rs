@@ -35,6 +35,28 @@ impl AccessEntry {
         }
     }
 
+    /// An HTTP/2 request: its line is `METHOD /path?query HTTP/2.0`.
+    pub(crate) fn http2(parts: &http::request::Parts, peer: SocketAddr, start: Instant) -> Self {
+        let text = |name: http::header::HeaderName| {
+            parts
+                .headers
+                .get(name)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .unwrap_or_else(|| "-".to_owned())
+        };
+        let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        Self {
+            peer,
+            time: SystemTime::now(),
+            start,
+            request_line: format!("{} {} HTTP/2.0", parts.method, target),
+            referer: text(http::header::REFERER),
+            user_agent: text(http::header::USER_AGENT),
+            status: 0,
+            bytes: 0,
+        }
+    }
+
     pub(crate) fn finish(&mut self, status: u16, bytes: u64) {
         self.status = status;
         self.bytes = bytes;

@@ -64,6 +64,17 @@ pub struct Config {
     /// An SSE stream on which nothing was sent for this long is ended (reason `idle_timeout`):
     /// on HTTP/2 only that stream is reset; on HTTP/1.1 the connection closes. Off by default.
     pub sse_idle_timeout: Option<Duration>,
+    /// WebSocket: the largest message, bytes, after decompression (close 1009). Default 16 MiB.
+    pub ws_max_message_size: usize,
+    /// WebSocket: most received messages waiting for the app (close 1008, reason
+    /// `queue_overflow`). Default 1 000.
+    pub ws_max_queue: usize,
+    /// WebSocket: a session with no data message in either direction for this long is closed
+    /// with 1001 (reason `idle_timeout`). Pings and pongs do not count. Off by default.
+    pub ws_idle_timeout: Option<Duration>,
+    /// WebSocket: negotiate permessage-deflate (RFC 7692) when the client offers it. On by
+    /// default.
+    pub ws_compression: bool,
     /// HTTP/2: send a PING after this long (and then every interval); `None` sends none.
     /// Default 30 s.
     pub h2_keepalive_interval: Option<Duration>,
@@ -93,6 +104,10 @@ impl Default for Config {
             write_low_water: 16 * 1024,
             id_prefix: "c".to_owned(),
             sse_idle_timeout: None,
+            ws_max_message_size: 16 * 1024 * 1024,
+            ws_max_queue: 1000,
+            ws_idle_timeout: None,
+            ws_compression: true,
             h2_keepalive_interval: Some(Duration::from_secs(30)),
             h2_keepalive_timeout: Duration::from_secs(20),
         }

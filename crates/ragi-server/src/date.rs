@@ -8,6 +8,34 @@ thread_local! {
     static CACHE: RefCell<(u64, [u8; 37])> = const { RefCell::new((u64::MAX, [0; 37])) };
 }
 
+thread_local! {
+    /// The second and the `date` value as a header value (HTTP/2 responses), made once a
+    /// second per thread; clones share its bytes.
+    static VALUE: RefCell<(u64, Option<http::HeaderValue>)> = const { RefCell::new((u64::MAX, None)) };
+}
+
+/// The current IMF-fixdate as a header value.
+pub(crate) fn header_value() -> http::HeaderValue {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    VALUE.with(|v| {
+        let mut v = v.borrow_mut();
+        match &v.1 {
+            Some(value) if v.0 == secs => value.clone(),
+            _ => {
+                let value = with_date(|d| {
+                    http::HeaderValue::from_maybe_shared(bytes::Bytes::copy_from_slice(d))
+                })
+                .unwrap_or_else(|_| http::HeaderValue::from_static(""));
+                *v = (secs, Some(value.clone()));
+                value
+            }
+        }
+    })
+}
+
 /// Calls `f` with the current IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`).
 pub(crate) fn with_date<R>(f: impl FnOnce(&[u8]) -> R) -> R {
     with_date_line(|line| f(&line[6..35]))
@@ -42,5 +70,8 @@ mod tests {
         assert_eq!(d.len(), 29);
         assert!(d.ends_with(" GMT"));
         assert!(httpdate::parse_http_date(&d).is_ok());
+        let v = super::header_value();
+        assert_eq!(v.len(), 29);
+        assert!(httpdate::parse_http_date(v.to_str().unwrap()).is_ok());
     }
 }

@@ -157,6 +157,34 @@ pub(crate) struct Driver {
     last_done: Instant,
     head_started: Option<Instant>,
     shutting_down: bool,
+    /// A WebSocket handshake arrived: once the output is written, the connection leaves this
+    /// driver for [`crate::ws`].
+    upgrade: Option<(RequestHead, String)>,
+}
+
+/// How an HTTP/1.1 connection left the driver.
+pub(crate) enum H1End {
+    /// It closed.
+    Closed(Closed),
+    /// It asked for a WebSocket: the session takes the socket from here.
+    Upgrade(Box<Upgrade>),
+}
+
+/// A connection handed over to a WebSocket session.
+pub(crate) struct Upgrade {
+    pub(crate) io: TcpStream,
+    pub(crate) tls: Option<Box<TlsSession>>,
+    pub(crate) tls_info: Option<Arc<ragi::TlsInfo>>,
+    /// Bytes (plaintext) that arrived after the handshake request.
+    pub(crate) rest: BytesMut,
+    pub(crate) head: RequestHead,
+    pub(crate) accept_key: String,
+    pub(crate) requests: u64,
+    pub(crate) bytes_in: u64,
+    pub(crate) bytes_out: u64,
+    pub(crate) accepted_at: Instant,
+    pub(crate) peer: SocketAddr,
+    pub(crate) local: SocketAddr,
 }
 
 impl Driver {
@@ -203,6 +231,7 @@ impl Driver {
             last_done: now,
             head_started: None,
             shutting_down: false,
+            upgrade: None,
         }
     }
 
@@ -225,8 +254,8 @@ impl Driver {
         self
     }
 
-    /// Runs the connection to its end; returns the `closed` notice's facts.
-    pub(crate) async fn run(mut self) -> Closed {
+    /// Runs the connection to its end (the `closed` notice's facts) or to a WebSocket upgrade.
+    pub(crate) async fn run(mut self) -> H1End {
         let mut sleep = Box::pin(tokio::time::sleep_until(tokio::time::Instant::now()));
         let mut armed: Option<Instant> = None;
         if *self.phase.borrow() != Phase::Running {
@@ -245,6 +274,13 @@ impl Driver {
                 }
             }
             if self.closing == Some(Closing::Now) {
+                break;
+            }
+            if self.upgrade.is_some()
+                && self.closing.is_none()
+                && self.wq.is_empty()
+                && self.pending.is_empty()
+            {
                 break;
             }
             if self.closing == Some(Closing::AfterFlush) && self.wq.is_empty() && !self.fin_sent {
@@ -723,6 +759,9 @@ impl Driver {
     }
 
     fn step_once(&mut self) -> bool {
+        if self.upgrade.is_some() {
+            return false;
+        }
         if self.closing.is_some() {
             // Lingering: discard whatever arrives.
             if !self.rbuf.is_empty() {
@@ -826,6 +865,19 @@ impl Driver {
                 self.close_after_flush(Some(DisconnectReason::BodyTooLarge));
                 return;
             }
+        }
+        if head.framing == BodyFraming::Empty
+            && head.version == ragi::HttpVersion::Http11
+            && crate::ws::is_h1_upgrade(&head.method, &head.headers)
+        {
+            match crate::ws::check_h1_handshake(&head.headers) {
+                Ok(key) => self.upgrade = Some((head, key)),
+                Err((status, extra)) => {
+                    self.server_response(status, extra, false);
+                    self.close_after_flush(Some(DisconnectReason::ProtocolError));
+                }
+            }
+            return;
         }
         let close = !head.keep_alive || self.shutting_down || self.conn.close_deadline().is_some();
         let head_request = head.method == http::Method::HEAD;
@@ -1258,12 +1310,30 @@ impl Driver {
         }
     }
 
-    fn finish(mut self) -> Closed {
+    fn finish(mut self) -> H1End {
+        if let Some((head, accept_key)) = self.upgrade.take() {
+            if self.closing.is_none() {
+                return H1End::Upgrade(Box::new(Upgrade {
+                    io: self.io,
+                    tls: self.tls,
+                    tls_info: self.tls_info,
+                    rest: self.rbuf,
+                    head,
+                    accept_key,
+                    requests: self.requests,
+                    bytes_in: self.bytes_in,
+                    bytes_out: self.written_total,
+                    accepted_at: self.accepted_at,
+                    peer: self.peer,
+                    local: self.local,
+                }));
+            }
+        }
         if self.cur.is_some() || !self.pending.is_empty() {
             let reason = self.reason.clone().unwrap_or(DisconnectReason::ServerError);
             self.abort_all(reason);
         }
-        Closed {
+        H1End::Closed(Closed {
             id: self.conn.id.clone(),
             peer: self.peer,
             reason: self.reason.clone(),
@@ -1272,7 +1342,7 @@ impl Driver {
             bytes_out: self.written_total,
             duration: self.accepted_at.elapsed(),
             protocol: "http/1.1",
-        }
+        })
     }
 }
 

@@ -6,13 +6,20 @@
 //! * The **connection task** ([`serve_h2`]) owns the `h2` server connection: it accepts
 //!   streams, follows the server's shutdown phase and the connection's close requests, and when
 //!   the connection ends (client EOF, GOAWAY, I/O error, abort) ends every stream still open.
-//! * Each stream gets a **stream driver** task that owns the stream's send half
-//!   (`SendResponse`, then `SendStream`): it writes what the app queued as flow control allows,
-//!   and watches `poll_reset` in the same poll (the `h2` crate keeps one send-side waker per
-//!   stream, so the reset watch and the capacity wait must share a task), so a client
-//!   `RST_STREAM` ends that stream's object with `client_closed` at once, whatever the app is
-//!   doing, while sibling streams go on.
-//! * The **app** runs in its own task; its `receive` reads the `RecvStream` directly (releasing
+//! * Each stream has a **stream driver** that owns the stream's send half (`SendResponse`, then
+//!   `SendStream`): it writes what the app queued as flow control allows, and watches
+//!   `poll_reset` in the same poll (the `h2` crate keeps one send-side waker per stream, so the
+//!   reset watch and the capacity wait must share a task), so a client `RST_STREAM` ends that
+//!   stream's object with `client_closed` at once, whatever the app is doing, while sibling
+//!   streams go on.
+//! * A **frame check** ([`crate::h2_check`]) sits on the inbound bytes in front of `h2`: it
+//!   answers the malformed frames whose RFC 9113 error code the crate gets wrong, and tells the
+//!   connection task of the client's GOAWAY (which then ends every open stream).
+//! * The **app**'s first poll, and then the driver's first steps, run inline in the connection
+//!   task: a stream whose app answers at once (and whose response fits the flow-control window)
+//!   is done without a task. An app that is still running gets its own task, and a driver that
+//!   must wait (for the app, for window) gets its own too, from where it watches for the
+//!   client's reset. The app's `receive` reads the `RecvStream` directly (releasing
 //!   flow-control capacity as it takes data), its `send` queues events for the driver and waits
 //!   while more than the high watermark of body bytes is queued and not yet handed to `h2`.
 //!
@@ -46,7 +53,9 @@ use ragi::{
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 
+use crate::access_log::{self, AccessEntry};
 use crate::exchange::AppOutcome;
+use crate::h2_check::{Checked, Signals};
 use crate::lifecycle::{Closed, ConnShared, ErrorReport};
 use crate::server::{Phase, ServerShared};
 use crate::shared::CatchUnwind;
@@ -258,8 +267,22 @@ where
         inner: io,
         stats: stats.clone(),
     };
+    // The frame check in front of `h2` (exact RFC 9113 error codes, the client's GOAWAY).
+    let signals = Arc::new(Signals::default());
+    let io = Checked::new(io, signals.clone());
     let mut requests = 0u64;
-    let reason = run_connection(io, &srv, &conn, peer, local, tls, &stats, &mut requests).await;
+    let reason = run_connection(
+        io,
+        &srv,
+        &conn,
+        peer,
+        local,
+        tls,
+        &stats,
+        &signals,
+        &mut requests,
+    )
+    .await;
     Closed {
         id: conn.id.clone(),
         peer,
@@ -274,18 +297,21 @@ where
 
 #[allow(clippy::too_many_arguments)]
 async fn run_connection<T>(
-    io: Counted<T>,
+    io: Checked<Counted<T>>,
     srv: &Arc<ServerShared>,
     conn: &Arc<ConnShared>,
     peer: SocketAddr,
     local: SocketAddr,
     tls: Option<ragi::TlsInfo>,
     stats: &Arc<IoStats>,
+    signals: &Signals,
     requests: &mut u64,
 ) -> Option<DisconnectReason>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    // The frame check (`h2_check`) assumes the default SETTINGS_HEADER_TABLE_SIZE (4096) and
+    // SETTINGS_MAX_FRAME_SIZE (16 384): a change to either here must be made there too.
     let mut builder = h2::server::Builder::new();
     builder
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
@@ -318,6 +344,10 @@ where
         tls: tls.map(Arc::new),
         stats: stats.clone(),
         resets: ResetBudget::default(),
+        server_header: srv
+            .server_header
+            .as_ref()
+            .and_then(|v| HeaderValue::from_maybe_shared(v.clone()).ok()),
     });
     let mut streams: Vec<Weak<StreamShared>> = Vec::new();
     let mut phase = srv.phase.clone();
@@ -349,13 +379,29 @@ where
         }
     }
 
+    // The wake-ups below live across turns of the loop and are re-armed only when they fire:
+    // a fresh timer and fresh notification registrations on every turn cost more than a
+    // request's own work. The idle timer is moved only when it fires early (`idle_at` moved on).
+    let far = || tokio::time::Instant::now() + std::time::Duration::from_secs(86_400 * 365);
+    let mut idle_armed = idle_at.unwrap_or_else(far);
+    let idle_sleep = tokio::time::sleep_until(idle_armed);
+    tokio::pin!(idle_sleep);
+    let mut wake = std::pin::pin!(conn.wake.notified());
+    let mut calm = std::pin::pin!(ctx.resets.calm.notified());
+    let mut phase_change = std::pin::pin!(next_phase(phase.clone()));
+
+    // Closed cleanly: by us (graceful shutdown) or by the client (EOF, GOAWAY).
+    let clean_end = |draining: bool| {
+        if draining && !stats.eof.load(Ordering::Acquire) {
+            None
+        } else {
+            Some(DisconnectReason::ClientClosed)
+        }
+    };
+    // Streams taken together (see the accept branch), reused.
+    let mut batch = Vec::new();
+
     let end: Option<DisconnectReason> = loop {
-        let idle_sleep = async {
-            match idle_at {
-                Some(t) if !draining => tokio::time::sleep_until(t).await,
-                _ => std::future::pending().await,
-            }
-        };
         let abort_sleep = async {
             match abort_at {
                 Some(t) => tokio::time::sleep_until(t).await,
@@ -364,30 +410,51 @@ where
         };
         tokio::select! {
             r = poll_fn(|cx| h2c.poll_accept(cx)) => match r {
-                Some(Ok((req, respond))) => {
-                    *requests += 1;
-                    idle_at = idle_limit(*requests).map(|t| tokio::time::Instant::now() + t);
+                Some(Ok(first)) => {
+                    // Take every stream that is already here before starting any: answered
+                    // inline, their responses then leave in one write (each `poll_accept`
+                    // first flushes what is queued).
+                    batch.push(first);
+                    let mut last = None;
+                    loop {
+                        match poll_fn(|cx| Poll::Ready(h2c.poll_accept(cx))).await {
+                            Poll::Ready(Some(Ok(next))) => batch.push(next),
+                            Poll::Ready(end) => {
+                                last = Some(end);
+                                break;
+                            }
+                            Poll::Pending => break,
+                        }
+                    }
+                    let now = tokio::time::Instant::now();
                     streams.retain(|w| w.strong_count() > 0);
-                    if let Some(s) = start_stream(&ctx, req, respond) {
-                        streams.push(Arc::downgrade(&s));
+                    for (req, respond) in batch.drain(..) {
+                        *requests += 1;
+                        idle_at = idle_limit(*requests).map(|t| now + t);
+                        if let Some(t) = idle_at.filter(|t| *t < idle_armed) {
+                            // Earlier than the timer (a keep-alive limit below the idle one).
+                            idle_armed = t;
+                            idle_sleep.as_mut().reset(t);
+                        }
+                        if let Some(s) = start_stream(&ctx, req, respond) {
+                            streams.push(Arc::downgrade(&s));
+                        }
+                    }
+                    match last {
+                        Some(Some(Err(e))) => break Some(reason_of(&e, stats)),
+                        Some(None) => break clean_end(draining),
+                        _ => {}
                     }
                 }
                 Some(Err(e)) => break Some(reason_of(&e, stats)),
-                None => {
-                    // Closed cleanly: by us (graceful shutdown) or by the client (EOF, GOAWAY).
-                    break if draining && !stats.eof.load(Ordering::Acquire) {
-                        None
-                    } else {
-                        Some(DisconnectReason::ClientClosed)
-                    };
-                }
+                None => break clean_end(draining),
             },
-            r = phase.changed(), if phase_open => {
-                if r.is_err() {
+            (p, rx) = &mut phase_change, if phase_open => {
+                let Some(p) = p else {
                     phase_open = false;
                     continue;
-                }
-                let p = *phase.borrow_and_update();
+                };
+                phase_change.set(next_phase(rx));
                 match p {
                     Phase::Running => {}
                     Phase::Draining => {
@@ -405,7 +472,8 @@ where
                     Phase::Abort => break Some(DisconnectReason::ServerShutdown),
                 }
             }
-            _ = conn.wake.notified() => {
+            _ = &mut wake => {
+                wake.set(conn.wake.notified());
                 if let Some(deadline) = conn.close_deadline() {
                     if !draining {
                         draining = true;
@@ -420,18 +488,40 @@ where
                 flush_briefly(&mut h2c).await;
                 break Some(DisconnectReason::KeepaliveTimeout);
             }
-            _ = ctx.resets.calm.notified() => {
+            _ = &mut calm => {
                 tracing::warn!(conn = %conn.id, "too many client stream resets; GOAWAY ENHANCE_YOUR_CALM");
                 h2c.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM);
                 flush_briefly(&mut h2c).await;
                 break Some(DisconnectReason::ProtocolError);
             }
+            // The frame check found a violation, or the client's GOAWAY (it wakes this task).
+            _ = poll_fn(|_| if signals.pending() { Poll::Ready(()) } else { Poll::Pending }) => {
+                if let Some(code) = signals.violation() {
+                    tracing::debug!(conn = %conn.id, ?code, "HTTP/2 connection error; GOAWAY");
+                    h2c.abrupt_shutdown(code);
+                    flush_briefly(&mut h2c).await;
+                    break Some(DisconnectReason::ProtocolError);
+                }
+                if signals.take_goaway() {
+                    // The client goes away: every open stream ends now (issue contract;
+                    // RFC 9113 §6.8 would let them finish).
+                    for s in streams.iter().filter_map(Weak::upgrade) {
+                        s.disconnect(DisconnectReason::ClientClosed);
+                    }
+                }
+            }
             _ = abort_sleep => break Some(DisconnectReason::ServerShutdown),
-            _ = idle_sleep => {
+            _ = &mut idle_sleep, if idle_at.is_some() && !draining => {
                 let limit = idle_limit(*requests);
-                if h2c.has_streams() {
+                if idle_at.is_some_and(|t| t > idle_armed) {
+                    // A stream came since the timer was set: the deadline moved on.
+                    idle_armed = idle_at.unwrap_or_else(far);
+                    idle_sleep.as_mut().reset(idle_armed);
+                } else if h2c.has_streams() {
                     // Busy: look again a full period later.
                     idle_at = limit.map(|t| tokio::time::Instant::now() + t);
+                    idle_armed = idle_at.unwrap_or_else(far);
+                    idle_sleep.as_mut().reset(idle_armed);
                 } else {
                     let reason = if *requests == 0 {
                         DisconnectReason::IdleTimeout
@@ -459,6 +549,18 @@ where
     end
 }
 
+/// The server's next shutdown phase (`None` once its sender is gone), with the receiver for
+/// the one after.
+async fn next_phase(
+    mut rx: tokio::sync::watch::Receiver<Phase>,
+) -> (Option<Phase>, tokio::sync::watch::Receiver<Phase>) {
+    let p = match rx.changed().await {
+        Ok(()) => Some(*rx.borrow_and_update()),
+        Err(_) => None,
+    };
+    (p, rx)
+}
+
 /// Drives the connection a little longer so that a GOAWAY and resets reach the client.
 async fn flush_briefly<T, B>(h2c: &mut h2::server::Connection<T, B>)
 where
@@ -481,6 +583,8 @@ struct StreamCtx {
     tls: Option<Arc<ragi::TlsInfo>>,
     stats: Arc<IoStats>,
     resets: ResetBudget,
+    /// The `server` header's value, checked once.
+    server_header: Option<HeaderValue>,
 }
 
 /// Pings the client every `interval`; returns when a PING is not answered within `timeout`
@@ -528,14 +632,6 @@ impl ragi::TransportState for StreamShared {
     }
 }
 
-/// The request's `accept` fields, for choosing the scope kind.
-fn headers_for_kind(h: &http::HeaderMap) -> ragi::Headers {
-    h.get_all(http::header::ACCEPT)
-        .iter()
-        .map(|v| ("accept", Bytes::copy_from_slice(v.as_bytes())))
-        .collect()
-}
-
 /// Client resets allowed per connection within [`RESET_WINDOW`]; beyond, the connection ends
 /// with GOAWAY `ENHANCE_YOUR_CALM` (the Rapid Reset attack, CVE-2023-44487, opens and cancels
 /// streams faster than a server can start and stop their work). The `h2` crate's own limit
@@ -575,22 +671,17 @@ impl ResetBudget {
 fn server_response(ctx: &StreamCtx, status: u16) -> Response<()> {
     let mut resp = Response::new(());
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    add_server_headers(ctx, resp.headers_mut());
+    add_server_headers(ctx, resp.headers_mut(), Seen::default());
     resp
 }
 
-fn add_server_headers(ctx: &StreamCtx, h: &mut HeaderMap) {
-    if !h.contains_key(http::header::DATE) {
-        if let Ok(v) = crate::date::with_date(HeaderValue::from_bytes) {
-            h.insert(http::header::DATE, v);
-        }
+/// Adds `date` and `server` unless the app set them (`seen`).
+fn add_server_headers(ctx: &StreamCtx, h: &mut HeaderMap, seen: Seen) {
+    if !seen.date {
+        h.append(http::header::DATE, crate::date::header_value());
     }
-    if let Some(server) = &ctx.srv.server_header {
-        if !h.contains_key(http::header::SERVER) {
-            if let Ok(v) = HeaderValue::from_maybe_shared(server.clone()) {
-                h.insert(http::header::SERVER, v);
-            }
-        }
+    if let (Some(server), false) = (&ctx.server_header, seen.server) {
+        h.append(http::header::SERVER, server.clone());
     }
 }
 
@@ -603,7 +694,7 @@ fn refuse(ctx: &StreamCtx, mut respond: SendResponse<Bytes>, status: u16) {
 }
 
 /// Builds the scope of a new stream and starts its app and driver; answers it alone when the
-/// app must not be called. Returns the stream's shared state.
+/// app must not be called. Returns the stream's shared state while the stream goes on.
 fn start_stream(
     ctx: &Arc<StreamCtx>,
     req: Request<RecvStream>,
@@ -611,9 +702,17 @@ fn start_stream(
 ) -> Option<Arc<StreamShared>> {
     let (parts, recv) = req.into_parts();
     if parts.method == http::Method::CONNECT {
-        // Plain CONNECT is a proxy request; extended CONNECT (RFC 8441, `:protocol`) is
-        // reserved for WebSocket over HTTP/2, which is not served yet.
-        refuse(ctx, respond, 501);
+        // Extended CONNECT with `:protocol = websocket` (RFC 8441) is a WebSocket; plain
+        // CONNECT is a proxy request, not served.
+        let websocket = parts
+            .extensions
+            .get::<h2::ext::Protocol>()
+            .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"));
+        if websocket {
+            start_websocket(ctx, parts, recv, respond);
+        } else {
+            refuse(ctx, respond, 501);
+        }
         return None;
     }
     let srv = &ctx.srv;
@@ -637,7 +736,8 @@ fn start_stream(
     }
 
     let (connection, control) = Connection::pair();
-    let kind = if crate::sse::wants_event_stream(&headers_for_kind(&parts.headers)) {
+    let headers = scope_headers(&parts);
+    let kind = if crate::sse::wants_event_stream(&headers) {
         ScopeKind::Sse
     } else {
         ScopeKind::Http
@@ -647,13 +747,17 @@ fn start_stream(
     let raw_path = parts.uri.path();
     let raw_path = if raw_path.is_empty() { "/" } else { raw_path };
     scope.path = ragi::scope::percent_decode(raw_path.as_bytes());
-    scope.raw_path = Bytes::copy_from_slice(raw_path.as_bytes());
+    scope.raw_path = if raw_path == "/" {
+        Bytes::from_static(b"/")
+    } else {
+        Bytes::copy_from_slice(raw_path.as_bytes())
+    };
     scope.query_string = parts
         .uri
         .query()
         .map(|q| Bytes::copy_from_slice(q.as_bytes()))
         .unwrap_or_default();
-    scope.headers = scope_headers(&parts);
+    scope.headers = headers;
     scope.method = parts.method.clone();
     scope.client = Some(ctx.peer);
     scope.server = Some(ctx.local);
@@ -664,7 +768,15 @@ fn start_stream(
         scope.extensions.tls = ctx.tls.clone();
     }
     let head_only = parts.method == http::Method::HEAD;
-    let request_line = format!("{} {} HTTP/2", parts.method, parts.uri);
+    // For the error hook's report only.
+    let request_line = srv
+        .error_hook
+        .as_ref()
+        .map(|_| format!("{} {} HTTP/2", parts.method, parts.uri));
+    let log = srv
+        .cfg
+        .access_log
+        .map(|_| Box::new(AccessEntry::http2(&parts, ctx.peer, Instant::now())));
 
     let shared = Arc::new(StreamShared {
         sse: kind == ScopeKind::Sse,
@@ -683,6 +795,7 @@ fn start_stream(
         hooks: Default::default(),
         high_water: srv.cfg.write_high_water,
         low_water: srv.cfg.write_low_water.min(srv.cfg.write_high_water),
+        ctx: ctx.clone(),
     });
 
     let source = BodySource {
@@ -697,10 +810,7 @@ fn start_stream(
     };
     scope.extensions.transport = Some(ragi::Transport::new(shared.clone()));
     scope.extensions.sse_http_response = kind == ScopeKind::Sse;
-    let sink = H2Sink {
-        shared: shared.clone(),
-        ctx: ctx.clone(),
-    };
+    let sink: Arc<dyn SendSink> = shared.clone();
     let fut = srv.app.call(
         scope,
         Receiver::new(source),
@@ -712,39 +822,65 @@ fn start_stream(
                     target.disconnect(reason);
                 });
                 Sender::new(
-                    crate::sse::SseSink::new(Arc::new(sink))
-                        .with_idle_timeout(srv.cfg.sse_idle_timeout, end),
+                    crate::sse::SseSink::new(sink).with_idle_timeout(srv.cfg.sse_idle_timeout, end),
                 )
             }
         } else {
-            Sender::new(sink)
+            Sender::from_arc(sink)
         },
     );
 
-    // The app, in its own task.
-    let app_shared = shared.clone();
-    ctx.conn.task_started();
-    let conn = ctx.conn.clone();
-    tokio::spawn(async move {
-        let outcome = match CatchUnwind(fut).await {
-            Ok(Ok(())) => AppOutcome::Returned,
-            Ok(Err(e)) => AppOutcome::Failed(e.to_string()),
-            Err(msg) => AppOutcome::Failed(msg),
-        };
-        app_shared.finish_app(outcome);
-        conn.task_done();
-    });
+    // The app's first poll runs inline (as over HTTP/1.1): an app that answers at once costs
+    // no task. One that does not gets its own task, which polls it again at once with its own
+    // waker (the inline poll's waker is a no-op).
+    let mut fut = fut;
+    let mut cx = Context::from_waker(Waker::noop());
+    let first =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fut.as_mut().poll(&mut cx)));
+    let outcome = match first {
+        Ok(Poll::Pending) => None,
+        Ok(Poll::Ready(Ok(()))) => Some(AppOutcome::Returned),
+        Ok(Poll::Ready(Err(e))) => Some(AppOutcome::Failed(e.to_string())),
+        Err(panic) => Some(AppOutcome::Failed(crate::shared::panic_message(&panic))),
+    };
+    match outcome {
+        // The driver steps right below: no wake-up needed.
+        Some(outcome) => shared.lock().app = Some(outcome),
+        None => {
+            let app_shared = shared.clone();
+            ctx.conn.task_started();
+            let conn = ctx.conn.clone();
+            tokio::spawn(async move {
+                let outcome = match CatchUnwind(fut).await {
+                    Ok(Ok(())) => AppOutcome::Returned,
+                    Ok(Err(e)) => AppOutcome::Failed(e.to_string()),
+                    Err(msg) => AppOutcome::Failed(msg),
+                };
+                app_shared.finish_app(outcome);
+                conn.task_done();
+            });
+        }
+    }
 
-    // The stream driver.
-    let driver = StreamDriver {
+    // The stream driver: its first steps inline too (a response the app queued goes to `h2`
+    // now); it gets a task only if it must wait (for the app, for flow-control window), and
+    // then watches the client's reset from there.
+    let mut driver = StreamDriver {
         shared: shared.clone(),
         ctx: ctx.clone(),
         respond: Some(respond),
         send: None,
         head_only,
-        request_line: Some(request_line),
+        request_line,
         stall: None,
+        log,
+        status: 0,
+        body_bytes: 0,
     };
+    if Pin::new(&mut driver).poll(&mut cx).is_ready() {
+        // Answered and done: nothing for the connection to follow.
+        return None;
+    }
     ctx.conn.task_started();
     let conn = ctx.conn.clone();
     tokio::spawn(async move {
@@ -754,15 +890,81 @@ fn start_stream(
     Some(shared)
 }
 
+/// Starts a WebSocket session on an extended CONNECT stream (RFC 8441), in its own task.
+fn start_websocket(
+    ctx: &Arc<StreamCtx>,
+    parts: http::request::Parts,
+    recv: RecvStream,
+    respond: SendResponse<Bytes>,
+) {
+    let srv = &ctx.srv;
+    let headers = scope_headers(&parts);
+    let version_ok = headers
+        .get("sec-websocket-version")
+        .is_some_and(|v| v.trim_ascii() == b"13");
+    if !version_ok {
+        let mut resp = server_response(ctx, 426);
+        resp.headers_mut().insert(
+            HeaderName::from_static("sec-websocket-version"),
+            HeaderValue::from_static("13"),
+        );
+        resp.headers_mut()
+            .insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+        let mut respond = respond;
+        let _ = respond.send_response(resp, true);
+        return;
+    }
+    let (connection, control) = Connection::pair();
+    let mut scope = Scope::with_parts(ScopeKind::WebSocket, connection, srv.lifespan_state.clone());
+    scope.http_version = HttpVersion::Http2;
+    let raw_path = parts.uri.path();
+    let raw_path = if raw_path.is_empty() { "/" } else { raw_path };
+    scope.path = ragi::scope::percent_decode(raw_path.as_bytes());
+    scope.raw_path = Bytes::copy_from_slice(raw_path.as_bytes());
+    scope.query_string = parts
+        .uri
+        .query()
+        .map(|q| Bytes::copy_from_slice(q.as_bytes()))
+        .unwrap_or_default();
+    // The app sees a WebSocket handshake: method GET, as over HTTP/1.1.
+    scope.method = http::Method::GET;
+    scope.subprotocols = crate::ws::offered_subprotocols(&headers);
+    let offers: Vec<Bytes> = headers
+        .get_all("sec-websocket-extensions")
+        .cloned()
+        .collect();
+    scope.headers = headers;
+    scope.client = Some(ctx.peer);
+    scope.server = Some(ctx.local);
+    scope.scheme = if ctx.tls.is_some() { "wss" } else { "ws" };
+    scope.extensions.tls = ctx.tls.clone();
+    let stream_id = respond.stream_id().as_u32();
+    let session = crate::ws::SessionCtx {
+        srv: srv.clone(),
+        conn: ctx.conn.clone(),
+        peer: ctx.peer,
+        stream: Some(stream_id),
+        request_line: format!("CONNECT {} HTTP/2 (websocket)", parts.uri),
+    };
+    let io = crate::ws::H2Io::new(recv, respond, srv.server_header.clone());
+    ctx.conn.task_started();
+    let conn = ctx.conn.clone();
+    tokio::spawn(async move {
+        crate::ws::run_session(io, scope, control, session, offers, bytes::BytesMut::new()).await;
+        conn.task_done();
+    });
+}
+
 /// The request headers as the scope shows them: `:authority` as `host` first (replacing any
 /// `host` field), `cookie` fields joined with `"; "` into one.
 fn scope_headers(parts: &http::request::Parts) -> Headers {
     let mut h = Headers::with_capacity(parts.headers.len() + 1);
-    let authority = parts.uri.authority().map(|a| a.as_str().to_owned());
-    if let Some(a) = &authority {
+    // Copied once, straight from the URI (no intermediate `String`).
+    let authority = parts.uri.authority();
+    if let Some(a) = authority {
         h.push(
             Bytes::from_static(b"host"),
-            Bytes::copy_from_slice(a.as_bytes()),
+            Bytes::copy_from_slice(a.as_str().as_bytes()),
         );
     }
     let mut cookie: Option<Vec<u8>> = None;
@@ -780,15 +982,33 @@ fn scope_headers(parts: &http::request::Parts) -> Headers {
             }
             continue;
         }
-        h.push(
-            Bytes::copy_from_slice(name.as_str().as_bytes()),
-            Bytes::copy_from_slice(value.as_bytes()),
-        );
+        h.push(name_bytes(name), Bytes::copy_from_slice(value.as_bytes()));
     }
     if let Some(c) = cookie {
         h.push(Bytes::from_static(b"cookie"), Bytes::from(c));
     }
     h
+}
+
+/// A request field's name as the scope carries it: common names without a copy.
+fn name_bytes(name: &HeaderName) -> Bytes {
+    let common: &'static str = match name.as_str() {
+        "accept" => "accept",
+        "accept-encoding" => "accept-encoding",
+        "accept-language" => "accept-language",
+        "authorization" => "authorization",
+        "cache-control" => "cache-control",
+        "content-length" => "content-length",
+        "content-type" => "content-type",
+        "if-modified-since" => "if-modified-since",
+        "if-none-match" => "if-none-match",
+        "origin" => "origin",
+        "referer" => "referer",
+        "te" => "te",
+        "user-agent" => "user-agent",
+        other => return Bytes::copy_from_slice(other.as_bytes()),
+    };
+    Bytes::from_static(common.as_bytes())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -809,6 +1029,8 @@ enum Resp {
     HeadPending {
         resp: Response<()>,
         trailers: bool,
+        /// The app set `content-length`.
+        has_length: bool,
     },
     Body {
         trailers: bool,
@@ -840,6 +1062,7 @@ struct StreamShared {
     hooks: crate::shared::TransportHooks,
     high_water: usize,
     low_water: usize,
+    ctx: Arc<StreamCtx>,
 }
 
 impl StreamShared {
@@ -892,9 +1115,19 @@ fn is_connection_specific(name: &HeaderName) -> bool {
     )
 }
 
-fn to_header_map(headers: Headers, trailers: bool) -> Result<HeaderMap, SendError> {
+/// Which of the fields the server adds an app's headers had (so the map is not searched).
+#[derive(Clone, Copy, Default)]
+struct Seen {
+    content_length: usize,
+    date: bool,
+    server: bool,
+}
+
+fn to_header_map(headers: Headers, trailers: bool) -> Result<(HeaderMap, Seen), SendError> {
     headers.validate().map_err(SendError::invalid_header)?;
-    let mut map = HeaderMap::with_capacity(headers.len());
+    // Room for what the server adds (date, server, content-length) without growing.
+    let mut map = HeaderMap::with_capacity(headers.len() + 3);
+    let mut seen = Seen::default();
     for (name, value) in headers {
         let n = HeaderName::from_bytes(&name).map_err(|_| {
             invalid(format!(
@@ -905,23 +1138,41 @@ fn to_header_map(headers: Headers, trailers: bool) -> Result<HeaderMap, SendErro
         if is_connection_specific(&n) || (n == http::header::TE && value.as_ref() != b"trailers") {
             continue;
         }
-        if trailers && n == http::header::CONTENT_LENGTH {
-            continue;
+        if n == http::header::CONTENT_LENGTH {
+            if trailers {
+                continue;
+            }
+            seen.content_length += 1;
+        } else if n == http::header::DATE {
+            seen.date = true;
+        } else if n == http::header::SERVER {
+            seen.server = true;
         }
         let v = HeaderValue::from_maybe_shared(value)
             .map_err(|_| invalid(format!("invalid value for header {n}")))?;
         map.append(n, v);
     }
-    Ok(map)
+    Ok((map, seen))
 }
 
-/// The `send` side of a stream.
-struct H2Sink {
-    shared: Arc<StreamShared>,
-    ctx: Arc<StreamCtx>,
+/// The `send` side of a stream (the stream's shared state is the app's sink: one allocation
+/// less per stream).
+#[derive(Clone, Copy)]
+struct H2Sink<'a> {
+    shared: &'a StreamShared,
+    ctx: &'a StreamCtx,
 }
 
-impl H2Sink {
+impl StreamShared {
+    fn sink(&self) -> H2Sink<'_> {
+        H2Sink {
+            shared: self,
+            ctx: &self.ctx,
+        }
+    }
+}
+
+impl H2Sink<'_> {
     /// Applies one event under the lock (no waiting). Returns whether the driver must be woken.
     fn send_now(&self, event: SendEvent) -> Result<(), SendError> {
         let waker = {
@@ -944,21 +1195,26 @@ impl H2Sink {
                             "status {status} is not a final status (200-999)"
                         )));
                     }
-                    let mut map = to_header_map(headers, false)?;
-                    if let Some(cl) = map.get(http::header::CONTENT_LENGTH) {
-                        let ok = cl.to_str().ok().is_some_and(|s| {
-                            !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
-                        });
-                        if !ok || map.get_all(http::header::CONTENT_LENGTH).iter().count() > 1 {
+                    let (mut map, seen) = to_header_map(headers, false)?;
+                    if seen.content_length > 0 {
+                        let ok = seen.content_length == 1
+                            && map.get(http::header::CONTENT_LENGTH).is_some_and(|cl| {
+                                !cl.is_empty() && cl.as_bytes().iter().all(u8::is_ascii_digit)
+                            });
+                        if !ok {
                             return Err(invalid("invalid content-length header"));
                         }
                     }
-                    add_server_headers(&self.ctx, &mut map);
+                    add_server_headers(self.ctx, &mut map, seen);
                     let mut resp = Response::new(());
                     *resp.status_mut() =
                         StatusCode::from_u16(status).map_err(|_| invalid("invalid status"))?;
                     *resp.headers_mut() = map;
-                    st.resp = Resp::HeadPending { resp, trailers };
+                    st.resp = Resp::HeadPending {
+                        resp,
+                        trailers,
+                        has_length: seen.content_length > 0,
+                    };
                     self.shared.control.set_response_started();
                     return Ok(());
                 }
@@ -975,14 +1231,15 @@ impl H2Sink {
                             st.resp = r;
                             return Err(invalid("ResponseBody after the body ended"));
                         }
-                        Resp::HeadPending { mut resp, trailers } => {
+                        Resp::HeadPending {
+                            mut resp,
+                            trailers,
+                            has_length,
+                        } => {
                             let bodiless = matches!(resp.status().as_u16(), 204 | 304);
-                            if !more
-                                && !bodiless
-                                && !resp.headers().contains_key(http::header::CONTENT_LENGTH)
-                            {
+                            if !more && !bodiless && !has_length {
                                 resp.headers_mut()
-                                    .insert(http::header::CONTENT_LENGTH, data.len().into());
+                                    .append(http::header::CONTENT_LENGTH, data.len().into());
                             }
                             let end = !more && !trailers && data.is_empty();
                             st.queue.push_back(Out::Head { resp, end });
@@ -1014,6 +1271,7 @@ impl H2Sink {
                         Resp::HeadPending {
                             resp,
                             trailers: true,
+                            ..
                         } => st.queue.push_back(Out::Head { resp, end: false }),
                         Resp::Body { trailers: true } | Resp::AwaitTrailers => {}
                         r => {
@@ -1025,7 +1283,7 @@ impl H2Sink {
                         }
                     }
                     let map = match to_header_map(headers, true) {
-                        Ok(m) => m,
+                        Ok((m, _)) => m,
                         Err(e) => {
                             st.resp = Resp::AwaitTrailers;
                             return Err(e);
@@ -1035,7 +1293,7 @@ impl H2Sink {
                 }
                 SendEvent::FullFlush => {
                     if let Resp::HeadPending { .. } = st.resp {
-                        let Resp::HeadPending { resp, trailers } =
+                        let Resp::HeadPending { resp, trailers, .. } =
                             std::mem::replace(&mut st.resp, Resp::Done)
                         else {
                             unreachable!()
@@ -1117,11 +1375,17 @@ impl H2Sink {
     }
 }
 
-impl SendSink for H2Sink {
+impl SendSink for StreamShared {
     fn send(&self, event: SendEvent) -> BoxFuture<'_, Result<(), SendError>> {
-        Box::pin(self.send_event(event))
+        Box::pin(async move { self.sink().send_event(event).await })
     }
 
+    fn try_send(&self, event: SendEvent) -> Result<(), TrySendError> {
+        self.sink().try_send(event)
+    }
+}
+
+impl H2Sink<'_> {
     fn try_send(&self, event: SendEvent) -> Result<(), TrySendError> {
         let room = matches!(event, SendEvent::ResponseStart { .. })
             || self.shared.lock().queued <= self.shared.high_water;
@@ -1235,6 +1499,20 @@ struct StreamDriver {
     /// Armed while response data waits for flow-control window: the write stall limit
     /// (`Config::write_timeout`); when it fires the stream is reset (`write_timeout`).
     stall: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The access-log line (`--access-log`), written when the driver is done.
+    log: Option<Box<AccessEntry>>,
+    /// The response status handed to `h2` (0: none) and the body bytes after it.
+    status: u16,
+    body_bytes: u64,
+}
+
+impl Drop for StreamDriver {
+    fn drop(&mut self) {
+        if let Some(mut entry) = self.log.take() {
+            entry.finish(self.status, self.body_bytes);
+            access_log::write(self.ctx.srv.cfg.access_log, *entry);
+        }
+    }
 }
 
 enum Step {
@@ -1294,8 +1572,10 @@ impl StreamDriver {
         }
     }
 
-    fn step(&mut self, cx: &mut Context<'_>) -> Step {
-        if let Some(reason) = self.poll_reset(cx) {
+    /// One step; `first`: the first of this poll (the reset is looked at, and the waker
+    /// registered, once per poll).
+    fn step(&mut self, cx: &mut Context<'_>, first: bool) -> Step {
+        if let Some(reason) = first.then(|| self.poll_reset(cx)).flatten() {
             self.shared.disconnect(reason);
             self.send = None;
             self.respond = None;
@@ -1315,6 +1595,7 @@ impl StreamDriver {
                     .insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
                 if let Some(mut r) = self.respond.take() {
                     self.shared.control.set_response_started();
+                    self.status = status;
                     let _ = r.send_response(resp, true);
                 }
             } else {
@@ -1329,6 +1610,7 @@ impl StreamDriver {
                     let Some(mut respond) = self.respond.take() else {
                         return Step::Done;
                     };
+                    self.status = resp.status().as_u16();
                     match respond.send_response(resp, end) {
                         Ok(s) => {
                             if end {
@@ -1425,6 +1707,7 @@ impl StreamDriver {
                     if drained {
                         self.shared.hooks.fire(false);
                     }
+                    self.body_bytes += piece.len() as u64;
                     if let Err(e) = s.send_data(piece, last) {
                         self.shared.disconnect(reason_of(&e, &self.ctx.stats));
                         return Step::Done;
@@ -1464,6 +1747,7 @@ impl StreamDriver {
             }
             self.shared.disconnect(DisconnectReason::ServerError);
             if let Some(mut respond) = self.respond.take() {
+                self.status = 500;
                 let mut resp = server_response(&self.ctx, 500);
                 resp.headers_mut()
                     .insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
@@ -1486,8 +1770,8 @@ impl Future for StreamDriver {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         // A bounded number of steps per poll, so one stream cannot starve the others.
-        for _ in 0..64 {
-            match self.step(cx) {
+        for i in 0..64 {
+            match self.step(cx, i == 0) {
                 Step::Again => continue,
                 Step::Wait => return Poll::Pending,
                 Step::Done => return Poll::Ready(()),
@@ -2291,6 +2575,47 @@ mod tests {
             let resp = tokio::time::timeout(WAIT, resp).await.unwrap().unwrap();
             assert_eq!(resp.status(), 200);
             assert_eq!(&read_body(resp.into_body()).await.unwrap()[..], b"fast");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_frame_check_follows_a_real_encoder() {
+        // The h2 client's HPACK encoder: Huffman strings, dynamic table entries added, used
+        // and evicted, header blocks split into CONTINUATION frames. The frame check must see
+        // no error in any of it.
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let h = serve(app(tx), crate::Config::default()).await;
+        let (c, _task) = client(h.addr).await;
+        let mut c = c.ready().await.unwrap();
+        let mut seed = 0x9e37_79b9u32;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            seed
+        };
+        for i in 0..300 {
+            let mut req = Request::builder().uri(format!("http://example.test/?n={i}"));
+            for _ in 0..(next() % 6) {
+                let name = format!("x-h{}", next() % 40);
+                let len = match next() % 10 {
+                    0 => 3000 + (next() % 2000) as usize,
+                    1..=3 => (next() % 300) as usize,
+                    _ => (next() % 20) as usize,
+                };
+                let value: String = (0..len)
+                    .map(|k| (b'a' + ((k as u32 + next()) % 26) as u8) as char)
+                    .collect();
+                req = req.header(name, value);
+            }
+            if i % 50 == 7 {
+                // Over one frame: HEADERS and CONTINUATION.
+                req = req.header("x-big", "v".repeat(40_000));
+            }
+            let (resp, _) = c.send_request(req.body(()).unwrap(), true).unwrap();
+            let resp = tokio::time::timeout(WAIT, resp).await.unwrap().unwrap();
+            assert_eq!(resp.status(), 200, "request {i}");
+            read_body(resp.into_body()).await.unwrap();
         }
     }
 

@@ -32,6 +32,7 @@ mod error;
 mod exchange;
 mod h1;
 mod h2;
+mod h2_check;
 pub mod lifecycle;
 mod lifespan;
 mod proto;
@@ -40,6 +41,11 @@ mod shared;
 mod sse;
 pub mod tls;
 mod tls_io;
+mod ws;
+
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub use proto::ws::fuzz as __fuzz;
 
 pub use config::{AccessLogFormat, Config};
 pub use error::Error;

@@ -4,8 +4,10 @@
 //! A [`LifecycleListener`] is told of every connection's changes, in order per connection
 //! (possibly concurrently across connections):
 //!
-//! 1. [`Accepted`] — after the TLS handshake where there is one. Returning an error drops the
-//!    connection without a byte; no `closed` follows.
+//! 1. [`Accepted`] — after the TLS handshake where there is one, and once the protocol is known
+//!    (ALPN over TLS; on a cleartext connection its first bytes, which say whether it starts
+//!    with the HTTP/2 preface). Returning an error drops the connection without a byte; no
+//!    `closed` follows.
 //! 2. [`Upgraded`] — the connection (or an HTTP/2 stream) became a WebSocket.
 //! 3. [`Closed`] — exactly once per accepted connection, with the reason and counters. Errors
 //!    here are logged and swallowed.
@@ -76,6 +78,9 @@ pub struct Accepted {
     pub local: SocketAddr,
     /// TLS facts, on TLS connections.
     pub tls: Option<Arc<TlsInfo>>,
+    /// The protocol the connection speaks: `http/1.1` or `h2` (ALPN's choice over TLS; the
+    /// HTTP/2 preface, or its absence, on a cleartext connection).
+    pub protocol: &'static str,
     /// A handle on the connection: close it, await its end.
     pub handle: ConnectionHandle,
 }
@@ -86,6 +91,8 @@ pub struct Accepted {
 pub struct Upgraded {
     /// The connection's id.
     pub id: ConnId,
+    /// The client's address.
+    pub peer: SocketAddr,
     /// The new protocol, e.g. `websocket`.
     pub protocol: String,
     /// On HTTP/2, the stream that was upgraded.

@@ -468,24 +468,20 @@ async fn accept_loop(listener: TcpListener, mut ctx: AcceptCtx) {
             ctx.prefix.clone(),
         );
         let conn = ConnShared::new(id.clone());
-        // Plain connections are announced here, in accept order; TLS ones after their
-        // handshake, in their own task.
-        let announced = ctx.shared.tls.is_none();
-        if announced && !announce(&ctx.shared, &conn, &id, peer, local, None) {
-            continue;
-        }
+        // The connection is announced in its own task, once its protocol is known (after the
+        // TLS handshake, or the first bytes of a cleartext connection).
         ctx.live.n.fetch_add(1, Ordering::AcqRel);
         let shared = ctx.shared.clone();
         let live = ctx.live.clone();
         tokio::spawn(async move {
-            serve_connection(stream, shared, conn, id, peer, local, announced).await;
+            serve_connection(stream, shared, conn, id, peer, local).await;
             live.dec();
         });
     }
 }
 
-/// One connection: the TLS handshake where there is one, the `accepted` notice (which may
-/// refuse it), the driver, the `closed` notice.
+/// One connection: the TLS handshake where there is one, protocol detection, the `accepted`
+/// notice (which may refuse it), the driver, the `closed` notice.
 async fn serve_connection(
     stream: TcpStream,
     shared: Arc<ServerShared>,
@@ -493,7 +489,6 @@ async fn serve_connection(
     id: ConnId,
     peer: SocketAddr,
     local: SocketAddr,
-    announced: bool,
 ) {
     // TLS first: `accepted` comes after the handshake and carries its facts.
     let mut tls = None;
@@ -520,37 +515,69 @@ async fn serve_connection(
             }
         }
     }
-    if !announced {
-        let info = tls.as_ref().map(|(session, _)| Arc::new(session.info()));
-        if !announce(&shared, &conn, &id, peer, local, info) {
-            conn.task_done();
-            return;
-        }
+    let accepted_at = std::time::Instant::now();
+    // The protocol: ALPN's choice over TLS; on a cleartext connection, whether it starts with
+    // the HTTP/2 preface (h2c with prior knowledge, peeked, not consumed).
+    let alpn_h2 = tls
+        .as_ref()
+        .is_some_and(|(session, _)| session.alpn_protocol() == Some(b"h2".as_slice()));
+    let h2c = tls.is_none() && sniff_h2_preface(&stream, &shared).await;
+    let info = tls.as_ref().map(|(session, _)| Arc::new(session.info()));
+    let protocol = if alpn_h2 || h2c { "h2" } else { "http/1.1" };
+    if !announce(&shared, &conn, &id, peer, local, info, protocol) {
+        conn.task_done();
+        return;
     }
     shared
         .stats
         .connections_accepted
         .fetch_add(1, Ordering::Relaxed);
-    let accepted_at = std::time::Instant::now();
-    let alpn_h2 = tls
-        .as_ref()
-        .is_some_and(|(session, _)| session.alpn_protocol() == Some(b"h2".as_slice()));
     let closed = if alpn_h2 {
         // ALPN chose h2: the h2 crate runs over the TLS session as an async byte stream.
         let (session, early) = tls.expect("checked");
         let info = session.info();
         let io = crate::tls_io::TlsIo::new(stream, session, early);
-        crate::h2::serve_h2(io, shared.clone(), conn.clone(), peer, local, Some(info)).await
-    } else if tls.is_none() && sniff_h2_preface(&stream, &shared).await {
+        // Boxed, like the WebSocket path: a connection's task is as large as its largest
+        // state, and idle HTTP/1.1 connections should not pay for HTTP/2's.
+        Box::pin(crate::h2::serve_h2(
+            io,
+            shared.clone(),
+            conn.clone(),
+            peer,
+            local,
+            Some(info),
+        ))
+        .await
+    } else if h2c {
         // h2c with prior knowledge: the client preface was peeked, not consumed.
-        crate::h2::serve_h2(stream, shared.clone(), conn.clone(), peer, local, None).await
+        Box::pin(crate::h2::serve_h2(
+            stream,
+            shared.clone(),
+            conn.clone(),
+            peer,
+            local,
+            None,
+        ))
+        .await
     } else {
         let mut driver =
             Driver::new(stream, shared.clone(), conn.clone(), peer, local).accepted_at(accepted_at);
         if let Some((session, early)) = tls {
             driver = driver.with_tls(session, early);
         }
-        driver.run().await
+        match driver.run().await {
+            crate::h1::H1End::Closed(closed) => closed,
+            crate::h1::H1End::Upgrade(up) => {
+                // Boxed: the session's future is large, and an inline one would make every
+                // connection's task as large, upgraded or not.
+                Box::pin(crate::ws::serve_h1_upgrade(
+                    *up,
+                    shared.clone(),
+                    conn.clone(),
+                ))
+                .await
+            }
+        }
     };
     if let Some(l) = &shared.lifecycle {
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| l.closed(&closed))) {
@@ -572,6 +599,7 @@ fn announce(
     peer: SocketAddr,
     local: SocketAddr,
     tls: Option<Arc<ragi::TlsInfo>>,
+    protocol: &'static str,
 ) -> bool {
     let Some(l) = &shared.lifecycle else {
         return true;
@@ -581,6 +609,7 @@ fn announce(
         peer,
         local,
         tls,
+        protocol,
         handle: ConnectionHandle::new(conn.clone()),
     };
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| l.accepted(&notice))) {

@@ -72,9 +72,19 @@
 //! # Client certificates
 //!
 //! With [`ClientAuth::Required`] a client without a certificate signed by the CA bundle fails
-//! the handshake. With [`ClientAuth::Optional`] a client may present no certificate at all,
-//! but one that it does present must verify: rustls' WebPKI verifier rejects it otherwise, so
-//! [`ragi::TlsInfo::verification_error`] stays `None` with this module.
+//! the handshake. With [`ClientAuth::Optional`] a client may present no certificate at all, or
+//! one that does not verify (unknown issuer, expired, wrong usage): the handshake completes,
+//! and [`ragi::TlsInfo::verification_error`] says why the certificate failed, next to its
+//! chain and subject. **An app that trusts a client certificate must check that
+//! `verification_error` is `None`**: a subject alone proves nothing in `optional` mode. What
+//! is never admitted is a client that cannot prove it holds the certificate's private key (the
+//! handshake signature is checked in every mode).
+//!
+//! rustls has no "verify but go on" mode, so `optional` wraps its WebPKI verifier: a failed
+//! verification is recorded and the handshake goes on. The record travels from the verifier
+//! (shared by every connection) to this connection's [`TlsSession`] through a thread-local
+//! slot that [`TlsSession::read_tls_from`] clears before and reads right after rustls
+//! processes the handshake messages, in the same synchronous call.
 
 use std::fmt;
 use std::io::{self, BufRead, Write};
@@ -83,11 +93,17 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use bytes::BytesMut;
 use ragi::TlsInfo;
+use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::{self, PemObject};
+use rustls::pki_types::UnixTime;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{ProtocolVersion, RootCertStore, ServerConfig, ServerConnection};
+use rustls::{
+    DigitallySignedStruct, DistinguishedName, ProtocolVersion, RootCertStore, ServerConfig,
+    ServerConnection, SignatureScheme,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Options
@@ -99,8 +115,9 @@ pub enum ClientAuth {
     /// No client certificate is asked for (the default).
     #[default]
     None,
-    /// A client certificate is asked for; a client may send none, but one it sends must be
-    /// signed by the client CA bundle.
+    /// A client certificate is asked for; a client may send none, or one that does not verify
+    /// against the client CA bundle, which is then reported in
+    /// [`ragi::TlsInfo::verification_error`] (see the [module documentation](self)).
     Optional,
     /// A client certificate signed by the client CA bundle is required; a client without one
     /// fails the handshake.
@@ -506,7 +523,11 @@ pub fn build_server_config(options: &TlsOptions, alpn: Alpn) -> Result<ServerCon
                     e,
                 )
             })?;
-            builder.with_client_cert_verifier(verifier)
+            if mode == ClientAuth::Optional {
+                builder.with_client_cert_verifier(Arc::new(RecordingVerifier { inner: verifier }))
+            } else {
+                builder.with_client_cert_verifier(verifier)
+            }
         }
     };
 
@@ -528,6 +549,79 @@ pub fn build_server_config(options: &TlsOptions, alpn: Alpn) -> Result<ServerCon
     })?;
     config.alpn_protocols = alpn.protocols();
     Ok(config)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client certificates that fail verification, in `optional` mode
+// ---------------------------------------------------------------------------------------------
+
+thread_local! {
+    /// Why the last client certificate verified on this thread failed (see the module
+    /// documentation): set by [`RecordingVerifier`], taken by [`TlsSession::read_tls_from`].
+    static VERIFICATION_ERROR: std::cell::RefCell<Option<String>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// The WebPKI verifier, except that a certificate that fails verification is admitted and the
+/// failure recorded for the connection's [`TlsInfo`]. The handshake signature is still checked
+/// (the client must hold the certificate's key).
+#[derive(Debug)]
+struct RecordingVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+}
+
+impl ClientCertVerifier for RecordingVerifier {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        match self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)
+        {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                VERIFICATION_ERROR.with(|slot| *slot.borrow_mut() = Some(e.to_string()));
+                Ok(ClientCertVerified::assertion())
+            }
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -612,6 +706,8 @@ impl TlsSettings {
 pub struct TlsSession {
     conn: ServerConnection,
     peer_closed: bool,
+    /// Why the client's certificate failed verification (`optional` client auth).
+    verification_error: Option<String>,
 }
 
 impl TlsSession {
@@ -623,6 +719,7 @@ impl TlsSession {
         Ok(Self {
             conn,
             peer_closed: false,
+            verification_error: None,
         })
     }
 
@@ -644,7 +741,17 @@ impl TlsSession {
             match self.conn.read_tls(&mut rest) {
                 Ok(0) => break,
                 Ok(_) => {
-                    let state = self.conn.process_new_packets().map_err(TlsError::session)?;
+                    let handshaking = self.conn.is_handshaking();
+                    if handshaking {
+                        VERIFICATION_ERROR.with(|slot| slot.borrow_mut().take());
+                    }
+                    let processed = self.conn.process_new_packets();
+                    if handshaking {
+                        if let Some(e) = VERIFICATION_ERROR.with(|slot| slot.borrow_mut().take()) {
+                            self.verification_error = Some(e);
+                        }
+                    }
+                    let state = processed.map_err(TlsError::session)?;
                     if state.peer_has_closed() {
                         self.peer_closed = true;
                     }
@@ -747,9 +854,18 @@ impl TlsSession {
         self.conn.alpn_protocol()
     }
 
-    /// The connection's facts (see [`tls_info`]); complete once the handshake has finished.
+    /// The connection's facts (see [`tls_info`]), with the client certificate's verification
+    /// error where there was one; complete once the handshake has finished.
     pub fn info(&self) -> TlsInfo {
-        tls_info(&self.conn)
+        let mut info = tls_info(&self.conn);
+        info.verification_error = self.verification_error.clone();
+        info
+    }
+
+    /// Why the client's certificate failed verification (only in `optional` client-auth mode,
+    /// where such a client is admitted), e.g. `invalid peer certificate: UnknownIssuer`.
+    pub fn verification_error(&self) -> Option<&str> {
+        self.verification_error.as_deref()
     }
 
     /// The rustls connection, for anything this wrapper does not expose.
@@ -770,7 +886,8 @@ impl TlsSession {
 /// The facts of a TLS connection, for the lifecycle listener and the scope's `tls` extension:
 /// version (`TLSv1.2`, `TLSv1.3`), cipher suite (e.g. `TLS13_AES_128_GCM_SHA256`), ALPN, SNI,
 /// the client certificate chain as PEM (leaf first) and the client's subject as an RFC 4514
-/// string (e.g. `CN=client,O=Example`). Complete once the handshake has finished.
+/// string (e.g. `CN=client,O=Example`). Complete once the handshake has finished. The
+/// verification error is the session's to know: see [`TlsSession::info`].
 pub fn tls_info(conn: &ServerConnection) -> TlsInfo {
     let mut info = TlsInfo::default();
     if let Some(v) = conn.protocol_version() {
@@ -1640,23 +1757,51 @@ mod tests {
     }
 
     #[test]
-    fn client_cert_from_another_ca_is_refused_even_when_optional() {
+    fn client_cert_from_another_ca_is_refused_when_required() {
         let pki = Pki::new("otherca");
         let stranger = Ca::new("someone else").client();
-        for mode in [ClientAuth::Optional, ClientAuth::Required] {
-            let settings = pki.settings_with_client_auth(mode);
-            let client = client_config(&pki.ca, VERSIONS, &["h2"], Some(&stranger));
+        let settings = pki.settings_with_client_auth(ClientAuth::Required);
+        let client = client_config(&pki.ca, VERSIONS, &["h2"], Some(&stranger));
+        let mut pair = Pair::new(settings.current(), client, "localhost");
+        let err = pair.run().unwrap_err();
+        assert!(err.is_session(), "{err}");
+        assert!(
+            matches!(
+                err.rustls_error(),
+                Some(rustls::Error::InvalidCertificate(_))
+            ),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn client_cert_from_another_ca_is_admitted_with_its_error_when_optional() {
+        let pki = Pki::new("otherca-opt");
+        let stranger = Ca::new("someone else").client();
+        let settings = pki.settings_with_client_auth(ClientAuth::Optional);
+        // Over TLS 1.2 and 1.3 (the client certificate comes at different points).
+        for versions in [
+            &[&rustls::version::TLS12][..],
+            &[&rustls::version::TLS13][..],
+        ] {
+            let client = client_config(&pki.ca, versions, &["h2"], Some(&stranger));
             let mut pair = Pair::new(settings.current(), client, "localhost");
-            let err = pair.run().unwrap_err();
-            assert!(err.is_session(), "{err}");
-            assert!(
-                matches!(
-                    err.rustls_error(),
-                    Some(rustls::Error::InvalidCertificate(_))
-                ),
-                "{err:?}"
+            pair.handshake();
+            let info = pair.server.info();
+            assert_eq!(info.client_cert_chain.len(), 1);
+            assert_eq!(
+                info.client_subject.as_deref(),
+                Some("CN=ragi test client,O=Example,C=DE")
             );
+            let error = info.verification_error.expect("a verification error");
+            assert!(error.contains("UnknownIssuer"), "{error}");
+            assert_eq!(pair.server.verification_error(), Some(error.as_str()));
         }
+        // A trusted certificate on the same settings has none.
+        let client = client_config(&pki.ca, VERSIONS, &["h2"], Some(&pki.client));
+        let mut pair = Pair::new(settings.current(), client, "localhost");
+        pair.handshake();
+        assert_eq!(pair.server.info().verification_error, None);
     }
 
     #[test]

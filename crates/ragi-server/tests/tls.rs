@@ -467,3 +467,91 @@ fn h2_over_tls_via_alpn() {
     assert_eq!(scheme, "https");
     assert_eq!(info.as_ref().unwrap().alpn.as_deref(), Some("h2"));
 }
+
+/// A WebSocket over TLS (`wss`): the upgrade, an echo, the client's close; the scope says
+/// `wss` and carries the TLS facts.
+#[test]
+fn websocket_over_tls() {
+    let dir = Dir::new("wss");
+    let ca = Ca::new();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let bound = rt
+        .block_on(
+            Server::new(Config::default())
+                .listen("127.0.0.1:0".parse().unwrap())
+                .tls(settings(&dir, &ca, None))
+                .bind(),
+        )
+        .unwrap();
+    let addr = bound.local_addrs()[0];
+    let shutdown = bound.shutdown_handle();
+    let (tx, rx) = std::sync::mpsc::channel::<(String, bool, Option<DisconnectReason>)>();
+    let app = move |scope: Scope, mut receive: Receiver, send: Sender| {
+        let tx = tx.clone();
+        async move {
+            if scope.kind != ragi::ScopeKind::WebSocket {
+                return Err(ragi::UnsupportedScope(scope.kind).into());
+            }
+            receive.receive().await;
+            send.send(SendEvent::WebSocketAccept {
+                subprotocol: None,
+                headers: Headers::new(),
+            })
+            .await?;
+            while let ragi::ReceiveEvent::WebSocketReceive(m) = receive.receive().await {
+                send.send(SendEvent::WebSocketSend(m)).await?;
+            }
+            let _ = tx.send((
+                scope.scheme.to_owned(),
+                scope.extensions.tls.is_some(),
+                scope.connection().disconnect_reason(),
+            ));
+            Ok(())
+        }
+    };
+    rt.spawn(async move { bound.serve(app).await });
+    let mut s = connect(addr, client_config(&ca, None));
+    s.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(
+        got.starts_with(b"HTTP/1.1 101 "),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    // A masked text frame "tls", then the echo.
+    let key = [9u8, 8, 7, 6];
+    let mut frame = vec![0x81, 0x83];
+    frame.extend_from_slice(&key);
+    frame.extend(b"tls".iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    s.write_all(&frame).unwrap();
+    let mut echo = [0u8; 5];
+    s.read_exact(&mut echo).unwrap();
+    assert_eq!(&echo, &[0x81, 3, b't', b'l', b's']);
+    // Close 1000: the server answers with 1000.
+    let mut close = vec![0x88, 0x82];
+    close.extend_from_slice(&key);
+    close.extend([0x03 ^ key[0], 0xe8 ^ key[1]]);
+    s.write_all(&close).unwrap();
+    let mut answer = [0u8; 4];
+    s.read_exact(&mut answer).unwrap();
+    assert_eq!(answer, [0x88, 2, 0x03, 0xe8]);
+    let (scheme, tls, reason) = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(scheme, "wss");
+    assert!(tls);
+    assert_eq!(reason, Some(DisconnectReason::ClientClosed));
+    shutdown.abort();
+}

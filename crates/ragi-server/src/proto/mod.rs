@@ -4,3 +4,4 @@
 //! ([`crate::h1`]) feeds bytes in and takes bytes out.
 
 pub(crate) mod h1;
+pub(crate) mod ws;

@@ -1,0 +1,90 @@
+//! Bare tokio-tungstenite baseline for workload WS: a WebSocket echo server.
+//!
+//! Every TCP connection is handed to `tokio_tungstenite::accept_async` (any path is accepted),
+//! and every text or binary message is sent straight back. The loop is the one of
+//! tokio-tungstenite's own `echo-server` example: the stream half, filtered to data messages,
+//! is `forward`ed into the sink half, so echoes that are ready together go out in one flush.
+//! Pings are answered by tungstenite itself; a close frame ends the session.
+//!
+//! The runtime is chosen the way `ragi` (ragi-cli) chooses it: a current-thread runtime when
+//! the process may run on one CPU only (pinned with taskset), else a multi-thread one.
+//!
+//! Usage: tungstenite-echo [--listen ADDR]   (default 127.0.0.1:8082). Prints
+//! `listening on http://ADDR` on stderr once bound.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::{future, StreamExt, TryStreamExt};
+use tokio::net::TcpListener;
+
+fn parse_args() -> SocketAddr {
+    let mut listen = String::from("127.0.0.1:8082");
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == "--listen" {
+            listen = args.next().unwrap_or_else(|| usage("--listen needs a value"));
+        } else if let Some(v) = arg.strip_prefix("--listen=") {
+            listen = v.to_string();
+        } else if arg == "-h" || arg == "--help" {
+            eprintln!("usage: tungstenite-echo [--listen ADDR]");
+            std::process::exit(0);
+        } else {
+            usage(&format!("unknown argument {arg:?}"));
+        }
+    }
+    listen
+        .parse()
+        .unwrap_or_else(|e| usage(&format!("bad --listen address {listen:?}: {e}")))
+}
+
+fn usage(msg: &str) -> ! {
+    eprintln!("tungstenite-echo: {msg}\nusage: tungstenite-echo [--listen ADDR]");
+    std::process::exit(2);
+}
+
+fn main() {
+    let addr = parse_args();
+    // The same choice as ragi-cli's main: one CPU -> current-thread runtime.
+    let one_cpu = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
+    let mut builder = if one_cpu {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let rt = builder.enable_all().build().expect("build tokio runtime");
+    rt.block_on(serve(addr));
+}
+
+async fn serve(addr: SocketAddr) {
+    let listener = match TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("tungstenite-echo: cannot bind {addr}: {e}");
+            std::process::exit(1);
+        }
+    };
+    let local = listener.local_addr().expect("local_addr");
+    eprintln!("listening on http://{local}");
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("tungstenite-echo: accept error: {e}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(async move {
+            let Ok(ws) = tokio_tungstenite::accept_async(stream).await else {
+                return;
+            };
+            let (write, read) = ws.split();
+            let _ = read
+                .try_filter(|m| future::ready(m.is_text() || m.is_binary()))
+                .forward(write)
+                .await;
+        });
+    }
+}
