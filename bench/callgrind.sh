@@ -43,7 +43,7 @@ for w in $WORKLOADS; do
   esac
   out="$OUT_DIR/cg-$w.out"
   rm -f "$out" "$out".* "$OUT_DIR/server-$w.log"
-  taskset -c 0 valgrind --tool=callgrind --compress-strings=no --callgrind-out-file="$out" \
+  taskset -c 0 valgrind --tool=callgrind --compress-strings=no ${CG_EXTRA:-} --callgrind-out-file="$out" \
     $SERVER_CMD 2>"$OUT_DIR/server-$w.log" &
   pid=$!
   for _ in $(seq 200); do

@@ -75,7 +75,9 @@ struct Active {
     decoder: BodyDecoder,
     body_received: u64,
     head_at: Instant,
-    request_line: Bytes,
+    /// The request's head; its first `line_len` bytes are the request line (the error hook's).
+    request_head: Bytes,
+    line_len: usize,
     log: Option<Box<AccessEntry>>,
     head_request: bool,
     /// An SSE stream: told at once when graceful shutdown starts.
@@ -152,6 +154,9 @@ pub(crate) struct Driver {
     bytes_in: u64,
     accepted_at: Instant,
     last_read: Instant,
+    /// `last_read`, while the loop has not waited since that read: a response made now may be
+    /// dated by it (see [`crate::date::with_date_line_at`]).
+    fresh_read: Option<Instant>,
     /// When the current write stall began (output waiting, the socket not writable).
     stall_start: Option<Instant>,
     last_done: Instant,
@@ -227,6 +232,7 @@ impl Driver {
             bytes_in: 0,
             accepted_at: now,
             last_read: now,
+            fresh_read: None,
             stall_start: None,
             last_done: now,
             head_started: None,
@@ -264,6 +270,8 @@ impl Driver {
         // The phase's change notice, kept across turns (see `poll_phase`).
         let mut phase_wait = std::pin::pin!(Some(wait_phase(self.phase.clone())));
         let mut phase_waker: Option<std::task::Waker> = None;
+        // The waker registered with the connection's `DriverWake` (see `poll_notified_with`).
+        let mut wake_waker: Option<std::task::Waker> = None;
         loop {
             // Make every step possible without waiting.
             loop {
@@ -309,6 +317,7 @@ impl Driver {
                 }
                 (None, _) => {}
             }
+            self.fresh_read = None;
             // In this order: the socket, a wake-up, the phase, the timer. Hand-written rather
             // than `select!`, which builds (and registers, and drops) every future anew each turn.
             let wake = std::future::poll_fn(|cx| {
@@ -317,7 +326,12 @@ impl Driver {
                         return Poll::Ready(Wake::Io(r));
                     }
                 }
-                if self.conn.wake.poll_notified(cx).is_ready() {
+                if self
+                    .conn
+                    .wake
+                    .poll_notified_with(cx, &mut wake_waker)
+                    .is_ready()
+                {
                     return Poll::Ready(Wake::Notified);
                 }
                 // A shutdown phase: `self.phase` says whether it moved (one atomic load); the
@@ -476,6 +490,7 @@ impl Driver {
                 Ok(n) => {
                     self.bytes_in += n as u64;
                     self.last_read = Instant::now();
+                    self.fresh_read = Some(self.last_read);
                     if self.cur.is_none() && self.draining.is_none() && self.head_started.is_none()
                     {
                         self.head_started = Some(self.last_read);
@@ -522,6 +537,7 @@ impl Driver {
                 Ok(n) => {
                     self.bytes_in += n as u64;
                     self.last_read = Instant::now();
+                    self.fresh_read = Some(self.last_read);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.readable_unknown = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -544,6 +560,7 @@ impl Driver {
                 self.rbuf.extend_from_slice(&buf[..n]);
                 self.bytes_in += n as u64;
                 self.last_read = Instant::now();
+                self.fresh_read = Some(self.last_read);
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.readable_unknown = false,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -683,13 +700,23 @@ impl Driver {
             .is_some_and(|p| p.mark <= self.written_total)
         {
             let mut p = self.pending.pop_front().expect("checked");
-            p.ex.lock().unflushed = 0;
+            // Nothing else holds the exchange any more (the usual case): no lock to take, and
+            // the next request can have it.
+            let unique = match Arc::get_mut(&mut p.ex) {
+                Some(ex) => {
+                    ex.state_mut().unflushed = 0;
+                    true
+                }
+                None => {
+                    p.ex.lock().unflushed = 0;
+                    false
+                }
+            };
             p.ex.control.complete();
             if let Some(entry) = p.log {
                 access_log::write(self.srv.cfg.access_log, *entry);
             }
-            if self.spare.len() < SPARE_EXCHANGES && Arc::get_mut(&mut p.ex).is_some() {
-                // Nothing else holds the exchange any more: the next request can have it.
+            if unique && self.spare.len() < SPARE_EXCHANGES {
                 self.spare.push(p.ex);
             }
             completed = true;
@@ -886,6 +913,7 @@ impl Driver {
             head_request,
             close,
             server_header: None, // the server's, set by `exchange`
+            arrived: self.fresh_read,
         };
         let decoder = match head.framing {
             BodyFraming::Empty => BodyDecoder::length(0),
@@ -898,12 +926,30 @@ impl Driver {
             .cfg
             .access_log
             .map(|_| Box::new(AccessEntry::new(&head, self.peer, now)));
-        let request_line = head.request_line;
+        let (request_head, line_len) = (head.head, head.line_len);
 
         let kind = if crate::sse::wants_event_stream(&head.headers) {
             ScopeKind::Sse
         } else {
             ScopeKind::Http
+        };
+        // Every handle below is a reference count update now and another when it is dropped;
+        // the driver's own (`Active`) takes the exchange without one.
+        let transport = ragi::Transport::new(ex.clone());
+        let receiver = ragi::Receiver::from_arc(ex.clone());
+        let sender = if kind == ScopeKind::Sse {
+            let target = ex.clone();
+            let end: crate::sse::EndStream = Box::new(move |reason| {
+                // The driver sees the ended exchange and closes the connection.
+                target.disconnect(reason);
+                target.conn.wake.notify_one();
+            });
+            ragi::Sender::new(
+                crate::sse::SseSink::new(ex.clone())
+                    .with_idle_timeout(self.srv.cfg.sse_idle_timeout, end),
+            )
+        } else {
+            ragi::Sender::from_arc(ex.clone())
         };
         let mut scope = Scope::with_parts(kind, connection, self.srv.lifespan_state.clone());
         scope.http_version = head.version;
@@ -917,43 +963,34 @@ impl Driver {
         scope.extensions.server_state = Some(self.srv.server_state.clone());
         scope.extensions.fullflush = true;
         scope.extensions.sse_http_response = kind == ScopeKind::Sse;
-        scope.extensions.transport = Some(ragi::Transport::new(ex.clone()));
+        scope.extensions.transport = Some(transport);
         if self.tls_info.is_some() {
             scope.scheme = "https";
             scope.extensions.tls = self.tls_info.clone();
         }
 
+        // Feeding the body may end the exchange (too large) before the app's first poll; the app
+        // is called all the same and sees the end, so keep a handle for that case.
+        let keep = (!decoder.is_done()).then(|| ex.clone());
         self.cur = Some(Active {
-            ex: ex.clone(),
+            ex,
             decoder,
             body_received: 0,
             head_at: now,
-            request_line,
+            request_head,
+            line_len,
             log,
             head_request,
             sse: kind == ScopeKind::Sse,
         });
         // Move whatever body bytes are already here before the app's first poll.
         self.feed_body();
-        let fut = self.srv.app.call(
-            scope,
-            ragi::Receiver::from_arc(ex.clone()),
-            if kind == ScopeKind::Sse {
-                let target = ex.clone();
-                let end: crate::sse::EndStream = Box::new(move |reason| {
-                    // The driver sees the ended exchange and closes the connection.
-                    target.disconnect(reason);
-                    target.conn.wake.notify_one();
-                });
-                ragi::Sender::new(
-                    crate::sse::SseSink::new(ex.clone())
-                        .with_idle_timeout(self.srv.cfg.sse_idle_timeout, end),
-                )
-            } else {
-                ragi::Sender::from_arc(ex.clone())
-            },
-        );
-        run_app(ex, fut);
+        let fut = self.srv.app.call(scope, receiver, sender);
+        match (&self.cur, &keep) {
+            (Some(a), _) => run_app(&a.ex, fut),
+            (None, Some(ex)) => run_app(ex, fut),
+            (None, None) => unreachable!("an exchange without a body is not ended by feeding it"),
+        }
     }
 
     /// The exchange of a new request and its connection object: a spare one when there is
@@ -1041,20 +1078,19 @@ impl Driver {
 
     fn step_active(&mut self) -> bool {
         let mut progressed = self.feed_body();
-        if self.conn.close_deadline().is_some() {
-            if let Some(a) = &self.cur {
-                a.ex.lock().enc.force_close();
-            }
-        }
-        let Some(ex) = self.cur.as_ref().map(|a| a.ex.clone()) else {
+        // Taken out while it is looked at (and put back unless it ended), so that the driver's
+        // methods can run beside it without another handle on the exchange.
+        let Some(a) = self.cur.take() else {
             return true;
         };
-        let mut st = ex.lock();
+        if self.conn.close_deadline().is_some() {
+            a.ex.lock().enc.force_close();
+        }
+        let mut st = a.ex.lock();
         // Ended from outside the driver (an SSE stream's idle timeout): close the connection,
         // since a half-sent response cannot be finished.
         if let Some(reason) = st.disconnect.clone() {
             drop(st);
-            self.cur = None;
             self.close_after_flush(Some(reason));
             return true;
         }
@@ -1064,7 +1100,7 @@ impl Driver {
             if !st.enc.head_written() && st.out.is_empty() {
                 drop(st);
                 self.queue(Bytes::from_static(b"HTTP/1.1 100 Continue\r\n\r\n"));
-                st = ex.lock();
+                st = a.ex.lock();
                 progressed = true;
             }
         }
@@ -1078,16 +1114,15 @@ impl Driver {
             if let Some(AppOutcome::Failed(e)) = &st.app {
                 tracing::warn!(conn = %self.conn.id, error = %e, "app failed after its response completed");
             }
-            drop(st);
-            let mut a = self.cur.take().expect("active");
-            if let Some(entry) = &mut a.log {
-                let st = a.ex.lock();
+            let mut log = a.log;
+            if let Some(entry) = &mut log {
                 entry.finish(st.enc.status(), st.enc.body_bytes());
             }
+            drop(st);
             self.pending.push_back(Pending {
                 mark: self.queued_total,
-                ex: a.ex.clone(),
-                log: a.log.take(),
+                ex: a.ex,
+                log,
             });
             if close || self.read_eof {
                 self.close_after_flush(None);
@@ -1102,47 +1137,43 @@ impl Driver {
             }
             return true;
         }
-        if let Some(outcome) = st.app.clone() {
-            // The app returned without completing its response.
-            let started = st.enc.head_written();
-            let queued = st.enc.started();
+        let Some(outcome) = a.ex.outcome(&st) else {
             drop(st);
-            let error = match outcome {
-                AppOutcome::Failed(e) => e,
-                AppOutcome::Returned => {
-                    "the app returned without completing its response".to_owned()
-                }
-            };
-            let a = self.cur.take().expect("active");
-            if !ex.control.is_open() {
-                // Already ended elsewhere (an SSE idle timeout that the app saw first): the
-                // response cannot be finished, so the connection closes.
-                let reason = ex.control.connection().disconnect_reason();
-                self.close_after_flush(reason);
-                return true;
-            }
-            let request_line = a.request_line;
-            let head_request = a.head_request;
-            ex.disconnect(DisconnectReason::ServerError);
-            if started {
-                // Deliver what the app already sent, then close without ending the body.
-                tracing::warn!(conn = %self.conn.id, %error, "response aborted");
-                self.close_after_flush(Some(DisconnectReason::ServerError));
-            } else {
-                tracing::warn!(conn = %self.conn.id, %error, "app failed; answering 500");
-                let _ = queued;
-                ex.control.set_response_started();
-                self.server_response(500, b"", head_request);
-                self.close_after_flush(Some(DisconnectReason::ServerError));
-            }
-            self.report_error(
-                String::from_utf8_lossy(&request_line).into_owned(),
-                error,
-                started,
-            );
+            self.cur = Some(a);
+            return progressed;
+        };
+        // The app returned without completing its response.
+        let started = st.enc.head_written();
+        drop(st);
+        let error = match outcome {
+            AppOutcome::Failed(e) => e,
+            AppOutcome::Returned => "the app returned without completing its response".to_owned(),
+        };
+        let ex = &a.ex;
+        if !ex.control.is_open() {
+            // Already ended elsewhere (an SSE idle timeout that the app saw first): the
+            // response cannot be finished, so the connection closes.
+            let reason = ex.control.connection().disconnect_reason();
+            self.close_after_flush(reason);
             return true;
         }
-        progressed
+        ex.disconnect(DisconnectReason::ServerError);
+        if started {
+            // Deliver what the app already sent, then close without ending the body.
+            tracing::warn!(conn = %self.conn.id, %error, "response aborted");
+            self.close_after_flush(Some(DisconnectReason::ServerError));
+        } else {
+            tracing::warn!(conn = %self.conn.id, %error, "app failed; answering 500");
+            ex.control.set_response_started();
+            self.server_response(500, b"", a.head_request);
+            self.close_after_flush(Some(DisconnectReason::ServerError));
+        }
+        self.report_error(
+            String::from_utf8_lossy(&a.request_head[..a.line_len]).into_owned(),
+            error,
+            started,
+        );
+        true
     }
 
     /// Every exchange not yet completed ends with `reason`.

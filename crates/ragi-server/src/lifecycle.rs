@@ -264,7 +264,8 @@ impl DriverWake {
         // SeqCst on both flags: either this sees `waiting` set by a poll, or that poll's second
         // look at `pending` sees this wake-up.
         self.pending.store(true, Ordering::SeqCst);
-        if self.waiting.load(Ordering::SeqCst) {
+        // Whoever clears `waiting` takes the waker: exactly one wake per registration.
+        if self.waiting.load(Ordering::SeqCst) && self.waiting.swap(false, Ordering::SeqCst) {
             let waker = self.waker.lock().unwrap_or_else(|e| e.into_inner()).take();
             if let Some(w) = waker {
                 w.wake();
@@ -274,9 +275,28 @@ impl DriverWake {
 
     /// Ready once a wake-up was given since the last one taken.
     pub(crate) fn poll_notified(&self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.pending.swap(false, Ordering::SeqCst) {
+        self.poll_notified_with(cx, &mut None)
+    }
+
+    /// [`DriverWake::poll_notified`] for a caller that polls on every turn of its loop:
+    /// `mine` keeps the waker it registered last. While that registration stands (no
+    /// notifier took it) and the waker is the same, a poll that finds no wake-up is two plain
+    /// loads, no lock and no atomic read-modify-write.
+    pub(crate) fn poll_notified_with(
+        &self,
+        cx: &mut Context<'_>,
+        mine: &mut Option<Waker>,
+    ) -> Poll<()> {
+        if self.pending.load(Ordering::Relaxed) && self.pending.swap(false, Ordering::SeqCst) {
             self.waiting.store(false, Ordering::SeqCst);
             return Poll::Ready(());
+        }
+        // Still registered: a notifier that comes now finds `waiting` set and wakes us; one
+        // that came since the load above cleared it, and we register below.
+        if self.waiting.load(Ordering::SeqCst)
+            && mine.as_ref().is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            return Poll::Pending;
         }
         {
             let mut slot = self.waker.lock().unwrap_or_else(|e| e.into_inner());
@@ -284,6 +304,9 @@ impl DriverWake {
                 Some(w) if w.will_wake(cx.waker()) => {}
                 other => *other = Some(cx.waker().clone()),
             }
+        }
+        if !mine.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            *mine = Some(cx.waker().clone());
         }
         self.waiting.store(true, Ordering::SeqCst);
         if self.pending.swap(false, Ordering::SeqCst) {

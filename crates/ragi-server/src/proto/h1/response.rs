@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use bytes::{BufMut, Bytes, BytesMut};
 use ragi::{Headers, HttpVersion, SendError};
 
-use crate::date::{with_date, with_date_line};
+use crate::date::{with_date, with_date_line_at};
 
 /// Bytes waiting to be written, in order: small pieces are copied together, large ones are kept
 /// as they are (written with `writev`).
@@ -188,6 +188,9 @@ pub(crate) struct ResponseContext {
     pub(crate) close: bool,
     /// The `server` header value; `None` to send none.
     pub(crate) server_header: Option<Bytes>,
+    /// When the request's bytes were read, while that is recent enough to date the response
+    /// by (see [`crate::date::with_date_line_at`]); `None` reads the clock.
+    pub(crate) arrived: Option<std::time::Instant>,
 }
 
 /// Encodes one response. See the [module documentation](self).
@@ -224,6 +227,12 @@ impl ResponseEncoder {
         }
         self.status = 0;
         self.body_bytes = 0;
+    }
+
+    /// The response is no longer made right after its request arrived (the app went on in
+    /// a task): its `date` comes from the clock.
+    pub(crate) fn forget_arrival(&mut self) {
+        self.ctx.arrived = None;
     }
 
     pub(crate) fn started(&self) -> bool {
@@ -491,7 +500,7 @@ impl ResponseEncoder {
             out.put_slice(b"\r\n");
         }
         if !has_date {
-            with_date_line(|line| out.put_slice(line));
+            with_date_line_at(self.ctx.arrived, |line| out.put_slice(line));
         }
         if let (false, Some(s)) = (has_server, &self.ctx.server_header) {
             out.put_slice(b"server: ");
@@ -591,6 +600,7 @@ mod tests {
             head_request: head,
             close: false,
             server_header: Some(Bytes::from_static(b"ragi")),
+            arrived: None,
         }
     }
 
