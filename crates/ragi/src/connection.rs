@@ -351,6 +351,7 @@ impl fmt::Debug for ConnectionControl {
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;
+    use std::sync::Mutex;
     use std::time::Duration;
 
     fn rt() -> tokio::runtime::Runtime {
