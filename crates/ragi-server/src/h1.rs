@@ -69,6 +69,8 @@ const DRAIN_LIMIT: u64 = 256 * 1024;
 /// Most finished exchanges kept for reuse: enough for a burst of 8 pipelined requests, whose
 /// exchanges all wait for the same write.
 const SPARE_EXCHANGES: usize = 8;
+/// The read buffer an idle connection's first read makes, kept between requests.
+const SMALL_RBUF: usize = 1024;
 
 struct Active {
     ex: Arc<Exchange>,
@@ -124,6 +126,9 @@ pub(crate) struct Driver {
     local: SocketAddr,
     phase: watch::Receiver<Phase>,
     rbuf: BytesMut,
+    /// `rbuf` is the small buffer an idle connection's first read made (at most
+    /// [`SMALL_RBUF`]): it is kept between requests, while a larger one is given back.
+    rbuf_small: bool,
     wq: OutQueue,
     queued_total: u64,
     written_total: u64,
@@ -210,6 +215,7 @@ impl Driver {
             local,
             phase,
             rbuf: BytesMut::new(),
+            rbuf_small: false,
             wq: OutQueue::default(),
             queued_total: 0,
             written_total: 0,
@@ -471,14 +477,27 @@ impl Driver {
                     let room = scratch.len();
                     let r = read_clearing(&self.io, room, || self.io.try_read(&mut scratch[..]));
                     if let Ok(n) = r {
-                        self.rbuf = BytesMut::with_capacity(n.max(1024));
+                        self.rbuf = BytesMut::with_capacity(n.max(SMALL_RBUF));
                         self.rbuf.extend_from_slice(&scratch[..n]);
+                        self.rbuf_small = n <= SMALL_RBUF;
                     }
                     r
                 })
             } else {
-                if self.rbuf.capacity() - self.rbuf.len() < 4096 {
+                let spare = self.rbuf.capacity() - self.rbuf.len();
+                if self.rbuf_small
+                    && self.rbuf.is_empty()
+                    && self.cur.is_none()
+                    && self.draining.is_none()
+                {
+                    // Waiting for the next head in the small buffer: take back its consumed
+                    // front (no allocation once the requests that pointed into it are gone).
+                    if spare < SMALL_RBUF {
+                        self.rbuf.reserve(SMALL_RBUF);
+                    }
+                } else if spare < 4096 {
                     self.rbuf.reserve(16 * 1024);
+                    self.rbuf_small = false;
                 }
                 let room = self.rbuf.capacity() - self.rbuf.len();
                 let (io, rbuf) = (&self.io, &mut self.rbuf);
@@ -558,6 +577,8 @@ impl Driver {
             }
             Ok(n) => {
                 self.rbuf.extend_from_slice(&buf[..n]);
+                // It may have grown: given back when idle.
+                self.rbuf_small = false;
                 self.bytes_in += n as u64;
                 self.last_read = Instant::now();
                 self.fresh_read = Some(self.last_read);
@@ -587,6 +608,7 @@ impl Driver {
         }
         let tls = self.tls.as_mut().expect("a TLS connection");
         let fed = tls.feed(&buf[..n], &mut self.rbuf);
+        self.rbuf_small = false;
         let peer_closed = tls.peer_closed();
         self.pump_tls();
         if let Err(e) = fed {
@@ -722,10 +744,15 @@ impl Driver {
             completed = true;
         }
         if completed {
-            self.last_done = Instant::now();
-            if self.rbuf.is_empty() && self.cur.is_none() && self.draining.is_none() {
-                // Idle between requests: give the read buffer back (10 000 idle connections
-                // should not hold 10 000 buffers).
+            self.last_done = self.fresh_read.unwrap_or_else(Instant::now);
+            if self.rbuf.is_empty()
+                && self.cur.is_none()
+                && self.draining.is_none()
+                && !self.rbuf_small
+            {
+                // Idle between requests: give a large read buffer back (10 000 idle
+                // connections should not hold 10 000 of them). A small one stays: allocating
+                // it anew for each request cost more than the 1 KiB it holds.
                 self.rbuf = BytesMut::new();
             }
         }

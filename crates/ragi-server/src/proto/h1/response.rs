@@ -139,7 +139,9 @@ impl OutQueue {
                     n = 0;
                 }
             } else {
-                let _ = self.scratch.split_to(n);
+                // Moves the start; `split_to` would make the buffer shared (an allocation and
+                // atomic counts) only to drop the front.
+                bytes::Buf::advance(&mut self.scratch, n);
                 n = 0;
             }
         }
