@@ -15,6 +15,9 @@
 #              how many connections one wake-up finds ready varies, so does the count (±2 %)
 #   pipelined  8 connections, 8 requests per write (±2 %)
 #
+# ATOMICS=1 also counts the atomic read-modify-write instructions (lock-prefixed) per request,
+# by function (bench/cg_atomics.py; the dump then records each instruction, which is slower).
+#
 # SERVER_CMD counts another server instead (it must print `listening on` on stderr), e.g. the
 # baselines: SERVER_CMD='bench/target/release/hyper-hello --listen 127.0.0.1:18080'.
 #
@@ -30,6 +33,8 @@ mkdir -p "$OUT_DIR"
 SERVER_CMD=${SERVER_CMD:-$RAGI_BIN probe --listen 127.0.0.1:$PORT --no-lifecycle}
 [ -n "${SKIP_BUILD:-}" ] || cargo build --release -q -p ragi-cli
 
+cg_extra=
+[ -z "${ATOMICS:-}" ] || cg_extra="--dump-instr=yes --compress-pos=no"
 pid=
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null || true; }
 trap cleanup EXIT
@@ -43,7 +48,7 @@ for w in $WORKLOADS; do
   esac
   out="$OUT_DIR/cg-$w.out"
   rm -f "$out" "$out".* "$OUT_DIR/server-$w.log"
-  taskset -c 0 valgrind --tool=callgrind --compress-strings=no ${CG_EXTRA:-} --callgrind-out-file="$out" \
+  taskset -c 0 valgrind --tool=callgrind --compress-strings=no $cg_extra --callgrind-out-file="$out" \
     $SERVER_CMD 2>"$OUT_DIR/server-$w.log" &
   pid=$!
   for _ in $(seq 200); do
@@ -57,4 +62,5 @@ for w in $WORKLOADS; do
   ir=$(grep -m1 '^summary:\|^totals:' "$dump" | awk '{print $2}')
   printf '%-9s requests %6d  instructions %12d  per request %7.0f  (%s)\n' \
     "$w" "$got" "$ir" "$(echo "$ir / $got" | bc -l)" "$dump"
+  [ -z "${ATOMICS:-}" ] || python3 bench/cg_atomics.py "$dump" "$got" "${ATOMICS_TOP:-15}"
 done
