@@ -278,6 +278,10 @@ impl Driver {
         let mut phase_waker: Option<std::task::Waker> = None;
         // The waker registered with the connection's `DriverWake` (see `poll_notified_with`).
         let mut wake_waker: Option<std::task::Waker> = None;
+        // The waker the sleep was last polled with since it was last reset: while it stands,
+        // the timer wakes this task when it fires, and polling it again (an atomic waker
+        // registration each time) is needed only once it has elapsed.
+        let mut sleep_waker: Option<std::task::Waker> = None;
         loop {
             // Make every step possible without waiting.
             loop {
@@ -320,6 +324,7 @@ impl Driver {
                 (Some((at, _)), _) => {
                     armed = Some(at);
                     sleep.as_mut().reset(at.into());
+                    sleep_waker = None;
                 }
                 (None, _) => {}
             }
@@ -362,8 +367,16 @@ impl Driver {
                 if moved {
                     return Poll::Ready(Wake::Phase);
                 }
-                if armed.is_some() && sleep.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Wake::Timer);
+                if armed.is_some()
+                    && (sleep.is_elapsed()
+                        || !sleep_waker
+                            .as_ref()
+                            .is_some_and(|w| w.will_wake(cx.waker())))
+                {
+                    if sleep.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Wake::Timer);
+                    }
+                    sleep_waker = Some(cx.waker().clone());
                 }
                 Poll::Pending
             })
