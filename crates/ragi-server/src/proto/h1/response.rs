@@ -481,21 +481,23 @@ impl ResponseEncoder {
         }
         let mut has_date = false;
         let mut has_server = false;
+        let drop_length = framing == Framing::Chunked
+            || (framing == Framing::NoBody && !self.ctx.head_request && status != 304);
         for (n, v) in headers.iter() {
-            if n.eq_ignore_ascii_case(b"connection")
-                || n.eq_ignore_ascii_case(b"transfer-encoding")
-                || n.eq_ignore_ascii_case(b"keep-alive")
-            {
-                continue; // the server owns the connection's framing headers
+            // By length first: most names need no comparison at all.
+            match n.len() {
+                4 => has_date |= n.eq_ignore_ascii_case(b"date"),
+                6 => has_server |= n.eq_ignore_ascii_case(b"server"),
+                // The server owns the connection's framing headers.
+                10 if n.eq_ignore_ascii_case(b"connection")
+                    || n.eq_ignore_ascii_case(b"keep-alive") =>
+                {
+                    continue
+                }
+                17 if n.eq_ignore_ascii_case(b"transfer-encoding") => continue,
+                14 if drop_length && n.eq_ignore_ascii_case(b"content-length") => continue,
+                _ => {}
             }
-            if n.eq_ignore_ascii_case(b"content-length")
-                && (framing == Framing::Chunked
-                    || (framing == Framing::NoBody && !self.ctx.head_request && status != 304))
-            {
-                continue;
-            }
-            has_date |= n.eq_ignore_ascii_case(b"date");
-            has_server |= n.eq_ignore_ascii_case(b"server");
             out.put_slice(n);
             out.put_slice(b": ");
             out.put_slice(v);
