@@ -239,7 +239,7 @@ async fn respond(
 ) -> AppResult {
     send.send(SendEvent::response_start(
         status,
-        Headers::new().with("content-type", content_type),
+        Headers::with_capacity(1).with("content-type", content_type),
     ))
     .await?;
     send.send(SendEvent::body(body)).await?;

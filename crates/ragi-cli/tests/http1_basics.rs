@@ -152,6 +152,46 @@ fn keep_alive_reuses_the_connection() {
     );
 }
 
+/// The read buffer a connection keeps between small requests must take any head that
+/// follows: one larger than the buffer, one split across writes, a body, and small ones again.
+#[test]
+fn kept_read_buffer_takes_heads_of_every_size() {
+    let s = Server::start(&[]);
+    let mut c = s.connect();
+    let h = s.hostport();
+    let big = format!("x-fill: {}\r\n", "a".repeat(6000));
+    for i in 0..40 {
+        let extra = match i % 4 {
+            1 => big.clone(),
+            _ => String::new(),
+        };
+        let req = get_req(&h, "/", &extra);
+        if i % 4 == 2 {
+            // One head in three writes, the first well inside the buffer.
+            let b = req.as_bytes();
+            c.send(&b[..5]);
+            thread::sleep(Duration::from_millis(2));
+            c.send(&b[5..20]);
+            thread::sleep(Duration::from_millis(2));
+            c.send(&b[20..]);
+        } else if i % 4 == 3 {
+            c.send(format!(
+                "POST /echo HTTP/1.1\r\nHost: {h}\r\ncontent-length: 3000\r\n\r\n{}",
+                "b".repeat(3000)
+            ));
+            let r = c.read_response();
+            assert_eq!(r.status, 200, "request {i}: {r}");
+            assert_eq!(r.body.len(), 3000, "request {i}");
+            continue;
+        } else {
+            c.send(req);
+        }
+        let r = c.read_response();
+        assert_eq!(r.status, 200, "request {i}: {r}");
+        assert_eq!(r.body, b"Hello, World!", "request {i}: {r}");
+    }
+}
+
 #[test]
 fn http10_closes_after_response() {
     let s = Server::start(&[]);

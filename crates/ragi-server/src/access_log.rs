@@ -27,7 +27,7 @@ impl AccessEntry {
             peer,
             time: SystemTime::now(),
             start,
-            request_line: String::from_utf8_lossy(&head.request_line).into_owned(),
+            request_line: String::from_utf8_lossy(head.request_line()).into_owned(),
             referer: text("referer"),
             user_agent: text("user-agent"),
             status: 0,

@@ -16,18 +16,30 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use ragi::{
-    AppResult, Body, BoxFuture, ConnectionControl, DisconnectReason, ReceiveEvent, ReceiveSource,
-    SendError, SendEvent, SendSink, TrySendError,
+    AppResult, Body, BoxFuture, Connection, ConnectionControl, DisconnectReason, ReceiveEvent,
+    SendError, SendEvent, SendSink, SharedReceiveSource, TrySendError,
 };
 use tokio::sync::Notify;
 
 use crate::lifecycle::ConnShared;
-use crate::proto::h1::response::{OutQueue, ResponseEncoder};
+use crate::proto::h1::response::{OutQueue, ResponseContext, ResponseEncoder};
+
+/// The lock the driver and the app share an exchange behind.
+///
+/// Every section under it is a few field updates: no waiting, no callback, no allocation that
+/// grows with input (the encoder moves the app's buffers, it does not copy them). For sections
+/// that short a spin lock fits, and its release is a plain store where `std::sync::Mutex` needs
+/// a second atomic read-modify-write to look for sleepers. On a pipelined hello-world that is
+/// six fewer atomic instructions per request, about 4 % of the server's CPU. Contention is
+/// rare (the app and the driver on two threads touching one exchange at once); a waiter
+/// yields its thread rather than burning it.
+type ShortLock<T> = spin::mutex::SpinMutex<T, spin::relax::Yield>;
+type ShortGuard<'a, T> = spin::mutex::SpinMutexGuard<'a, T>;
 
 /// How the app's call ended.
 #[derive(Debug, Clone)]
@@ -60,16 +72,44 @@ pub(crate) struct ExState {
     above_high: bool,
 }
 
+impl ExState {
+    fn new(
+        out: OutQueue,
+        enc: ResponseEncoder,
+        body_complete: bool,
+        expect_continue: bool,
+    ) -> Self {
+        Self {
+            body: VecDeque::new(),
+            body_buffered: 0,
+            body_complete,
+            final_delivered: false,
+            recv_waker: None,
+            expect_continue: expect_continue && !body_complete,
+            continue_wanted: false,
+            disconnect: None,
+            enc,
+            out,
+            unflushed: 0,
+            app: None,
+            above_high: false,
+        }
+    }
+}
+
 pub(crate) struct Exchange {
     pub(crate) conn: Arc<ConnShared>,
     pub(crate) control: ConnectionControl,
-    st: Mutex<ExState>,
+    st: ShortLock<ExState>,
     room: Notify,
     /// `transport` extension callbacks.
     hooks: crate::shared::TransportHooks,
     /// The app is being polled inline by the driver, which will look at the exchange right
     /// after; senders need not wake it.
     inline: std::sync::atomic::AtomicBool,
+    /// The app returned `Ok` from its inline poll: [`AppOutcome::Returned`] without the lock
+    /// (the usual end; any other outcome is in [`ExState::app`]).
+    returned: std::sync::atomic::AtomicBool,
     read_ahead: usize,
     high_water: usize,
     low_water: usize,
@@ -88,32 +128,70 @@ impl Exchange {
         Arc::new(Self {
             conn,
             control,
-            st: Mutex::new(ExState {
-                body: VecDeque::new(),
-                body_buffered: 0,
-                body_complete,
-                final_delivered: false,
-                recv_waker: None,
-                expect_continue: expect_continue && !body_complete,
-                continue_wanted: false,
-                disconnect: None,
-                enc,
-                out,
-                unflushed: 0,
-                app: None,
-                above_high: false,
-            }),
+            st: ShortLock::new(ExState::new(out, enc, body_complete, expect_continue)),
             room: Notify::new(),
             hooks: Default::default(),
             inline: std::sync::atomic::AtomicBool::new(false),
+            returned: std::sync::atomic::AtomicBool::new(false),
             read_ahead: cfg.read_ahead,
             high_water: cfg.write_high_water,
             low_water: cfg.write_low_water.min(cfg.write_high_water),
         })
     }
 
-    pub(crate) fn lock(&self) -> MutexGuard<'_, ExState> {
-        self.st.lock().unwrap_or_else(|e| e.into_inner())
+    /// Readies a finished exchange that nothing else refers to any more for the next request
+    /// of its connection, as [`Exchange::new`] would make it, and returns that request's
+    /// connection object. The allocations stay: the exchange, its output buffer, its body
+    /// queue, and the connection object when the app kept no handle of it.
+    pub(crate) fn reuse(
+        &mut self,
+        ctx: ResponseContext,
+        body_complete: bool,
+        expect_continue: bool,
+    ) -> Connection {
+        let connection = self.control.reuse().unwrap_or_else(|| {
+            let (connection, control) = Connection::pair();
+            self.control = control;
+            connection
+        });
+        // Field by field: building a whole new state (and dropping the old) costs more.
+        let st = self.st.get_mut();
+        if !st.body.is_empty() {
+            st.body.clear();
+        }
+        st.body_buffered = 0;
+        st.body_complete = body_complete;
+        st.final_delivered = false;
+        if st.recv_waker.is_some() {
+            st.recv_waker = None;
+        }
+        st.expect_continue = expect_continue && !body_complete;
+        st.continue_wanted = false;
+        if st.disconnect.is_some() {
+            st.disconnect = None;
+        }
+        st.enc.renew(ctx);
+        if !st.out.is_empty() {
+            st.out.clear();
+        }
+        st.unflushed = 0;
+        if st.app.is_some() {
+            st.app = None;
+        }
+        st.above_high = false;
+        self.hooks.clear();
+        *self.inline.get_mut() = false;
+        *self.returned.get_mut() = false;
+        connection
+    }
+
+    /// The state, without locking: nothing else holds the exchange.
+    pub(crate) fn state_mut(&mut self) -> &mut ExState {
+        self.st.get_mut()
+    }
+
+    pub(crate) fn lock(&self) -> ShortGuard<'_, ExState> {
+        self.st.lock()
     }
 
     /// Whether the body queue has room for more read-ahead.
@@ -181,6 +259,17 @@ impl Exchange {
     fn wake_driver(&self) {
         if !self.inline.load(std::sync::atomic::Ordering::Relaxed) {
             self.conn.wake.notify_one();
+        }
+    }
+
+    /// How the app's call ended, if it did.
+    pub(crate) fn outcome(&self, st: &ExState) -> Option<AppOutcome> {
+        match &st.app {
+            Some(outcome) => Some(outcome.clone()),
+            None => self
+                .returned
+                .load(std::sync::atomic::Ordering::Acquire)
+                .then_some(AppOutcome::Returned),
         }
     }
 
@@ -327,12 +416,10 @@ impl ragi::TransportState for Exchange {
     }
 }
 
-/// The `receive` side of an http exchange.
-pub(crate) struct BodySource(pub(crate) Arc<Exchange>);
-
-impl ReceiveSource for BodySource {
-    fn poll_receive(&mut self, cx: &mut Context<'_>) -> Poll<ReceiveEvent> {
-        let ex = &self.0;
+/// The exchange is the `receive` side of its http scope.
+impl SharedReceiveSource for Exchange {
+    fn poll_receive(&self, cx: &mut Context<'_>) -> Poll<ReceiveEvent> {
+        let ex = self;
         let mut st = ex.lock();
         if st.expect_continue && !st.continue_wanted {
             st.continue_wanted = true;
@@ -387,15 +474,17 @@ impl SendSink for Exchange {
 /// Runs an app call: polled once inline (a fast app answers without a task switch, and
 /// pipelined answers coalesce into one write), then, if it is not finished, in its own task so
 /// that the driver goes on watching the socket. Panics become [`AppOutcome::Failed`].
-pub(crate) fn run_app(ex: Arc<Exchange>, mut fut: BoxFuture<'static, AppResult>) {
+pub(crate) fn run_app(ex: &Arc<Exchange>, mut fut: BoxFuture<'static, AppResult>) {
     let mut cx = Context::from_waker(Waker::noop());
     ex.inline.store(true, std::sync::atomic::Ordering::Relaxed);
     let first = catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(&mut cx)));
     ex.inline.store(false, std::sync::atomic::Ordering::Relaxed);
     let outcome = match first {
         Ok(Poll::Pending) => {
+            ex.lock().enc.forget_arrival();
             let conn = ex.conn.clone();
             conn.task_started();
+            let ex = ex.clone();
             tokio::spawn(async move {
                 AppTask { fut, ex: Some(ex) }.await;
                 conn.task_done();
@@ -407,7 +496,12 @@ pub(crate) fn run_app(ex: Arc<Exchange>, mut fut: BoxFuture<'static, AppResult>)
         Err(panic) => AppOutcome::Failed(crate::shared::panic_message(&panic)),
     };
     // Inline: the driver steps right after this returns; no wake-up needed.
-    ex.lock().app = Some(outcome);
+    match outcome {
+        AppOutcome::Returned => ex
+            .returned
+            .store(true, std::sync::atomic::Ordering::Release),
+        outcome => ex.lock().app = Some(outcome),
+    }
 }
 
 struct AppTask {

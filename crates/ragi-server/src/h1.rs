@@ -34,9 +34,11 @@
 //! output waits, the linger after a server-made close, and a requested close's deadline. Each
 //! ends with the reason that names it.
 
+use std::future::Future;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -46,7 +48,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::access_log::{self, AccessEntry};
-use crate::exchange::{run_app, AppOutcome, BodySource, Exchange};
+use crate::exchange::{run_app, AppOutcome, Exchange};
 use crate::lifecycle::{Closed, ConnShared, ErrorReport};
 use crate::proto::h1::body::{BodyDecoder, Decoded};
 use crate::proto::h1::request::{self, BodyFraming, Parsed, RequestHead};
@@ -64,13 +66,20 @@ thread_local! {
 const LINGER: Duration = Duration::from_secs(2);
 /// Most bytes discarded while lingering or draining an unread body.
 const DRAIN_LIMIT: u64 = 256 * 1024;
+/// Most finished exchanges kept for reuse: enough for a burst of 8 pipelined requests, whose
+/// exchanges all wait for the same write.
+const SPARE_EXCHANGES: usize = 8;
+/// The read buffer an idle connection's first read makes, kept between requests.
+const SMALL_RBUF: usize = 1024;
 
 struct Active {
     ex: Arc<Exchange>,
     decoder: BodyDecoder,
     body_received: u64,
     head_at: Instant,
-    request_line: Bytes,
+    /// The request's head; its first `line_len` bytes are the request line (the error hook's).
+    request_head: Bytes,
+    line_len: usize,
     log: Option<Box<AccessEntry>>,
     head_request: bool,
     /// An SSE stream: told at once when graceful shutdown starts.
@@ -117,6 +126,9 @@ pub(crate) struct Driver {
     local: SocketAddr,
     phase: watch::Receiver<Phase>,
     rbuf: BytesMut,
+    /// `rbuf` is the small buffer an idle connection's first read made (at most
+    /// [`SMALL_RBUF`]): it is kept between requests, while a larger one is given back.
+    rbuf_small: bool,
     wq: OutQueue,
     queued_total: u64,
     written_total: u64,
@@ -129,8 +141,9 @@ pub(crate) struct Driver {
     fin_sent: bool,
     linger_until: Option<Instant>,
     read_eof: bool,
-    /// An emptied output buffer from a finished exchange, handed to the next one.
-    spare_out: Option<OutQueue>,
+    /// Finished exchanges that nothing else refers to, ready for the next requests (see
+    /// [`Exchange::reuse`]); at most [`SPARE_EXCHANGES`].
+    spare: Vec<Arc<Exchange>>,
     /// Shutdown or a requested close found the connection idle and looked for bytes once.
     looked_on_close: bool,
     /// TLS: the session (plaintext in `rbuf`, ciphertext in `wq`) and its facts.
@@ -146,6 +159,9 @@ pub(crate) struct Driver {
     bytes_in: u64,
     accepted_at: Instant,
     last_read: Instant,
+    /// `last_read`, while the loop has not waited since that read: a response made now may be
+    /// dated by it (see [`crate::date::with_date_line_at`]).
+    fresh_read: Option<Instant>,
     /// When the current write stall began (output waiting, the socket not writable).
     stall_start: Option<Instant>,
     last_done: Instant,
@@ -199,6 +215,7 @@ impl Driver {
             local,
             phase,
             rbuf: BytesMut::new(),
+            rbuf_small: false,
             wq: OutQueue::default(),
             queued_total: 0,
             written_total: 0,
@@ -210,7 +227,7 @@ impl Driver {
             fin_sent: false,
             linger_until: None,
             read_eof: false,
-            spare_out: None,
+            spare: Vec::new(),
             looked_on_close: false,
             tls: None,
             tls_info: None,
@@ -221,6 +238,7 @@ impl Driver {
             bytes_in: 0,
             accepted_at: now,
             last_read: now,
+            fresh_read: None,
             stall_start: None,
             last_done: now,
             head_started: None,
@@ -255,6 +273,15 @@ impl Driver {
         if *self.phase.borrow() != Phase::Running {
             self.on_phase();
         }
+        // The phase's change notice, kept across turns (see `poll_phase`).
+        let mut phase_wait = std::pin::pin!(Some(wait_phase(self.phase.clone())));
+        let mut phase_waker: Option<std::task::Waker> = None;
+        // The waker registered with the connection's `DriverWake` (see `poll_notified_with`).
+        let mut wake_waker: Option<std::task::Waker> = None;
+        // The waker the sleep was last polled with since it was last reset: while it stands,
+        // the timer wakes this task when it fires, and polling it again (an atomic waker
+        // registration each time) is needed only once it has elapsed.
+        let mut sleep_waker: Option<std::task::Waker> = None;
         loop {
             // Make every step possible without waiting.
             loop {
@@ -297,21 +324,63 @@ impl Driver {
                 (Some((at, _)), _) => {
                     armed = Some(at);
                     sleep.as_mut().reset(at.into());
+                    sleep_waker = None;
                 }
                 (None, _) => {}
             }
-            let wake = {
-                let io = &self.io;
-                let wake = &self.conn.wake;
-                let phase = &mut self.phase;
-                tokio::select! {
-                    biased;
-                    r = io.ready(interest.unwrap_or(Interest::READABLE)), if interest.is_some() => Wake::Io(r),
-                    _ = wake.notified() => Wake::Notified,
-                    r = phase.changed() => if r.is_ok() { Wake::Phase } else { Wake::Notified },
-                    _ = sleep.as_mut(), if armed.is_some() => Wake::Timer,
+            self.fresh_read = None;
+            // In this order: the socket, a wake-up, the phase, the timer. Hand-written rather
+            // than `select!`, which builds (and registers, and drops) every future anew each turn.
+            let wake = std::future::poll_fn(|cx| {
+                if let Some(interest) = interest {
+                    if let Poll::Ready(r) = self.poll_io(cx, interest) {
+                        return Poll::Ready(Wake::Io(r));
+                    }
                 }
-            };
+                if self
+                    .conn
+                    .wake
+                    .poll_notified_with(cx, &mut wake_waker)
+                    .is_ready()
+                {
+                    return Poll::Ready(Wake::Notified);
+                }
+                // A shutdown phase: `self.phase` says whether it moved (one atomic load); the
+                // kept `changed()` future, polled only when it did or the waker changed, is
+                // what wakes this task.
+                let moved = matches!(self.phase.has_changed(), Ok(true));
+                if moved
+                    || !phase_waker
+                        .as_ref()
+                        .is_some_and(|w| w.will_wake(cx.waker()))
+                {
+                    while let Some(fut) = phase_wait.as_mut().as_pin_mut() {
+                        match fut.poll(cx) {
+                            Poll::Ready(Some(rx)) => phase_wait.set(Some(wait_phase(rx))),
+                            // The sender is gone: the phase never changes again.
+                            Poll::Ready(None) => phase_wait.set(None),
+                            Poll::Pending => break,
+                        }
+                    }
+                    phase_waker = Some(cx.waker().clone());
+                }
+                if moved {
+                    return Poll::Ready(Wake::Phase);
+                }
+                if armed.is_some()
+                    && (sleep.is_elapsed()
+                        || !sleep_waker
+                            .as_ref()
+                            .is_some_and(|w| w.will_wake(cx.waker())))
+                {
+                    if sleep.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Wake::Timer);
+                    }
+                    sleep_waker = Some(cx.waker().clone());
+                }
+                Poll::Pending
+            })
+            .await;
             match wake {
                 Wake::Io(Ok(ready)) => self.on_ready(ready),
                 Wake::Io(Err(e)) => self.on_read_error(e),
@@ -328,6 +397,47 @@ impl Driver {
             }
         }
         self.finish()
+    }
+
+    /// Polls the socket for `interest` (see [`Driver::interest`]). Read and write readiness
+    /// are polled through tokio's per-direction waker slots, which cost no registration per
+    /// turn; the exact flags (closed, error) are asked for only when the driver watches without
+    /// reading, the one state where it needs them.
+    fn poll_io(&self, cx: &mut Context<'_>, interest: Interest) -> Poll<io::Result<Ready>> {
+        let mut ready = Ready::EMPTY;
+        if interest.is_writable() {
+            match self.io.poll_write_ready(cx) {
+                Poll::Ready(Ok(())) => ready |= Ready::WRITABLE,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {}
+            }
+        }
+        if interest.is_readable() {
+            match self.io.poll_read_ready(cx) {
+                Poll::Ready(Ok(())) if self.may_read() => {
+                    // The read itself tells data, FIN and RST apart.
+                    ready |= Ready::READABLE;
+                }
+                Poll::Ready(Ok(())) => {
+                    // Readable or read-closed: which one, and whether in error, tells a FIN or
+                    // an RST behind unread bytes. The readiness is set, so this is immediate.
+                    let precise =
+                        std::pin::pin!(self.io.ready(Interest::READABLE | Interest::ERROR));
+                    match precise.poll(cx) {
+                        Poll::Ready(Ok(r)) => ready |= r,
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                        Poll::Pending => {}
+                    }
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {}
+            }
+        }
+        if ready.is_empty() {
+            Poll::Pending
+        } else {
+            Poll::Ready(Ok(ready))
+        }
     }
 
     // ----- reading -------------------------------------------------------------------------
@@ -377,28 +487,34 @@ impl Driver {
                 // and keep only what arrived.
                 SCRATCH.with(|scratch| {
                     let mut scratch = scratch.borrow_mut();
-                    let r = self.io.try_read(&mut scratch[..]);
+                    let room = scratch.len();
+                    let r = read_clearing(&self.io, room, || self.io.try_read(&mut scratch[..]));
                     if let Ok(n) = r {
-                        self.rbuf = BytesMut::with_capacity(n.max(1024));
+                        self.rbuf = BytesMut::with_capacity(n.max(SMALL_RBUF));
                         self.rbuf.extend_from_slice(&scratch[..n]);
+                        self.rbuf_small = n <= SMALL_RBUF;
                     }
                     r
                 })
             } else {
-                if self.rbuf.capacity() - self.rbuf.len() < 4096 {
+                let spare = self.rbuf.capacity() - self.rbuf.len();
+                if self.rbuf_small
+                    && self.rbuf.is_empty()
+                    && self.cur.is_none()
+                    && self.draining.is_none()
+                {
+                    // Waiting for the next head in the small buffer: take back its consumed
+                    // front (no allocation once the requests that pointed into it are gone).
+                    if spare < SMALL_RBUF {
+                        self.rbuf.reserve(SMALL_RBUF);
+                    }
+                } else if spare < 4096 {
                     self.rbuf.reserve(16 * 1024);
+                    self.rbuf_small = false;
                 }
                 let room = self.rbuf.capacity() - self.rbuf.len();
-                let r = self.io.try_read_buf(&mut self.rbuf);
-                if matches!(r, Ok(n) if n > 0 && n < room) {
-                    // A short read drained the kernel's buffer: clear readiness now rather
-                    // than pay a `recv` that says EAGAIN (tokio's own `poll_read` does this).
-                    // A new edge that arrived meanwhile is not lost (tokio checks its tick).
-                    let _ = self.io.try_io(Interest::READABLE, || {
-                        Err::<(), _>(io::ErrorKind::WouldBlock.into())
-                    });
-                }
-                r
+                let (io, rbuf) = (&self.io, &mut self.rbuf);
+                read_clearing(io, room, || io.try_read_buf(rbuf))
             };
             tracing::trace!(conn = %self.conn.id, ?ready, result = ?r.as_ref().map_err(|e| e.kind()), "read");
             match r {
@@ -406,6 +522,7 @@ impl Driver {
                 Ok(n) => {
                     self.bytes_in += n as u64;
                     self.last_read = Instant::now();
+                    self.fresh_read = Some(self.last_read);
                     if self.cur.is_none() && self.draining.is_none() && self.head_started.is_none()
                     {
                         self.head_started = Some(self.last_read);
@@ -452,6 +569,7 @@ impl Driver {
                 Ok(n) => {
                     self.bytes_in += n as u64;
                     self.last_read = Instant::now();
+                    self.fresh_read = Some(self.last_read);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.readable_unknown = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -472,8 +590,11 @@ impl Driver {
             }
             Ok(n) => {
                 self.rbuf.extend_from_slice(&buf[..n]);
+                // It may have grown: given back when idle.
+                self.rbuf_small = false;
                 self.bytes_in += n as u64;
                 self.last_read = Instant::now();
+                self.fresh_read = Some(self.last_read);
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.readable_unknown = false,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -500,6 +621,7 @@ impl Driver {
         }
         let tls = self.tls.as_mut().expect("a TLS connection");
         let fed = tls.feed(&buf[..n], &mut self.rbuf);
+        self.rbuf_small = false;
         let peer_closed = tls.peer_closed();
         self.pump_tls();
         if let Err(e) = fed {
@@ -612,19 +734,38 @@ impl Driver {
             .front()
             .is_some_and(|p| p.mark <= self.written_total)
         {
-            let p = self.pending.pop_front().expect("checked");
-            p.ex.lock().unflushed = 0;
+            let mut p = self.pending.pop_front().expect("checked");
+            // Nothing else holds the exchange any more (the usual case): no lock to take, and
+            // the next request can have it.
+            let unique = match Arc::get_mut(&mut p.ex) {
+                Some(ex) => {
+                    ex.state_mut().unflushed = 0;
+                    true
+                }
+                None => {
+                    p.ex.lock().unflushed = 0;
+                    false
+                }
+            };
             p.ex.control.complete();
             if let Some(entry) = p.log {
                 access_log::write(self.srv.cfg.access_log, *entry);
             }
+            if unique && self.spare.len() < SPARE_EXCHANGES {
+                self.spare.push(p.ex);
+            }
             completed = true;
         }
         if completed {
-            self.last_done = Instant::now();
-            if self.rbuf.is_empty() && self.cur.is_none() && self.draining.is_none() {
-                // Idle between requests: give the read buffer back (10 000 idle connections
-                // should not hold 10 000 buffers).
+            self.last_done = self.fresh_read.unwrap_or_else(Instant::now);
+            if self.rbuf.is_empty()
+                && self.cur.is_none()
+                && self.draining.is_none()
+                && !self.rbuf_small
+            {
+                // Idle between requests: give a large read buffer back (10 000 idle
+                // connections should not hold 10 000 of them). A small one stays: allocating
+                // it anew for each request cost more than the 1 KiB it holds.
                 self.rbuf = BytesMut::new();
             }
         }
@@ -805,42 +946,50 @@ impl Driver {
             }
             return;
         }
-        let (connection, control) = Connection::pair();
         let close = !head.keep_alive || self.shutting_down || self.conn.close_deadline().is_some();
         let head_request = head.method == http::Method::HEAD;
-        let enc = ResponseEncoder::new(ResponseContext {
+        let ctx = ResponseContext {
             version: head.version,
             head_request,
             close,
-            server_header: self.srv.server_header.clone(),
-        });
+            server_header: None, // the server's, set by `exchange`
+            arrived: self.fresh_read,
+        };
         let decoder = match head.framing {
             BodyFraming::Empty => BodyDecoder::length(0),
             BodyFraming::Length(n) => BodyDecoder::length(n),
             BodyFraming::Chunked => BodyDecoder::chunked(),
         };
-        let out =
-            std::mem::take(&mut self.spare_out).unwrap_or_else(|| OutQueue::with_capacity(512));
-        let ex = Exchange::new(
-            out,
-            self.conn.clone(),
-            control,
-            enc,
-            decoder.is_done(),
-            head.expect_continue,
-            &self.srv.cfg,
-        );
+        let (ex, connection) = self.exchange(ctx, decoder.is_done(), head.expect_continue);
         let log = self
             .srv
             .cfg
             .access_log
             .map(|_| Box::new(AccessEntry::new(&head, self.peer, now)));
-        let request_line = head.request_line;
+        let (request_head, line_len) = (head.head, head.line_len);
 
         let kind = if crate::sse::wants_event_stream(&head.headers) {
             ScopeKind::Sse
         } else {
             ScopeKind::Http
+        };
+        // Every handle below is a reference count update now and another when it is dropped;
+        // the driver's own (`Active`) takes the exchange without one.
+        let transport = ragi::Transport::new(ex.clone());
+        let receiver = ragi::Receiver::from_arc(ex.clone());
+        let sender = if kind == ScopeKind::Sse {
+            let target = ex.clone();
+            let end: crate::sse::EndStream = Box::new(move |reason| {
+                // The driver sees the ended exchange and closes the connection.
+                target.disconnect(reason);
+                target.conn.wake.notify_one();
+            });
+            ragi::Sender::new(
+                crate::sse::SseSink::new(ex.clone())
+                    .with_idle_timeout(self.srv.cfg.sse_idle_timeout, end),
+            )
+        } else {
+            ragi::Sender::from_arc(ex.clone())
         };
         let mut scope = Scope::with_parts(kind, connection, self.srv.lifespan_state.clone());
         scope.http_version = head.version;
@@ -854,43 +1003,63 @@ impl Driver {
         scope.extensions.server_state = Some(self.srv.server_state.clone());
         scope.extensions.fullflush = true;
         scope.extensions.sse_http_response = kind == ScopeKind::Sse;
-        scope.extensions.transport = Some(ragi::Transport::new(ex.clone()));
+        scope.extensions.transport = Some(transport);
         if self.tls_info.is_some() {
             scope.scheme = "https";
             scope.extensions.tls = self.tls_info.clone();
         }
 
+        // Feeding the body may end the exchange (too large) before the app's first poll; the app
+        // is called all the same and sees the end, so keep a handle for that case.
+        let keep = (!decoder.is_done()).then(|| ex.clone());
         self.cur = Some(Active {
-            ex: ex.clone(),
+            ex,
             decoder,
             body_received: 0,
             head_at: now,
-            request_line,
+            request_head,
+            line_len,
             log,
             head_request,
             sse: kind == ScopeKind::Sse,
         });
         // Move whatever body bytes are already here before the app's first poll.
         self.feed_body();
-        let fut = self.srv.app.call(
-            scope,
-            ragi::Receiver::new(BodySource(ex.clone())),
-            if kind == ScopeKind::Sse {
-                let target = ex.clone();
-                let end: crate::sse::EndStream = Box::new(move |reason| {
-                    // The driver sees the ended exchange and closes the connection.
-                    target.disconnect(reason);
-                    target.conn.wake.notify_one();
-                });
-                ragi::Sender::new(
-                    crate::sse::SseSink::new(ex.clone())
-                        .with_idle_timeout(self.srv.cfg.sse_idle_timeout, end),
-                )
-            } else {
-                ragi::Sender::from_arc(ex.clone())
-            },
+        let fut = self.srv.app.call(scope, receiver, sender);
+        match (&self.cur, &keep) {
+            (Some(a), _) => run_app(&a.ex, fut),
+            (None, Some(ex)) => run_app(ex, fut),
+            (None, None) => unreachable!("an exchange without a body is not ended by feeding it"),
+        }
+    }
+
+    /// The exchange of a new request and its connection object: a spare one when there is
+    /// one, else a new one.
+    fn exchange(
+        &mut self,
+        mut ctx: ResponseContext,
+        body_complete: bool,
+        expect_continue: bool,
+    ) -> (Arc<Exchange>, Connection) {
+        while let Some(mut ex) = self.spare.pop() {
+            if let Some(m) = Arc::get_mut(&mut ex) {
+                let connection = m.reuse(ctx, body_complete, expect_continue);
+                return (ex, connection);
+            }
+        }
+        ctx.server_header = self.srv.server_header.clone();
+        let enc = ResponseEncoder::new(ctx);
+        let (connection, control) = Connection::pair();
+        let ex = Exchange::new(
+            OutQueue::with_capacity(512),
+            self.conn.clone(),
+            control,
+            enc,
+            body_complete,
+            expect_continue,
+            &self.srv.cfg,
         );
-        run_app(ex, fut);
+        (ex, connection)
     }
 
     /// Moves body bytes from the read buffer into the exchange's queue, up to the read-ahead.
@@ -949,20 +1118,19 @@ impl Driver {
 
     fn step_active(&mut self) -> bool {
         let mut progressed = self.feed_body();
-        if self.conn.close_deadline().is_some() {
-            if let Some(a) = &self.cur {
-                a.ex.lock().enc.force_close();
-            }
-        }
-        let Some(ex) = self.cur.as_ref().map(|a| a.ex.clone()) else {
+        // Taken out while it is looked at (and put back unless it ended), so that the driver's
+        // methods can run beside it without another handle on the exchange.
+        let Some(a) = self.cur.take() else {
             return true;
         };
-        let mut st = ex.lock();
+        if self.conn.close_deadline().is_some() {
+            a.ex.lock().enc.force_close();
+        }
+        let mut st = a.ex.lock();
         // Ended from outside the driver (an SSE stream's idle timeout): close the connection,
         // since a half-sent response cannot be finished.
         if let Some(reason) = st.disconnect.clone() {
             drop(st);
-            self.cur = None;
             self.close_after_flush(Some(reason));
             return true;
         }
@@ -972,7 +1140,7 @@ impl Driver {
             if !st.enc.head_written() && st.out.is_empty() {
                 drop(st);
                 self.queue(Bytes::from_static(b"HTTP/1.1 100 Continue\r\n\r\n"));
-                st = ex.lock();
+                st = a.ex.lock();
                 progressed = true;
             }
         }
@@ -983,23 +1151,18 @@ impl Driver {
         if st.enc.is_done() {
             let close = st.enc.will_close();
             let continue_pending = st.expect_continue;
-            if st.out.is_empty() && self.spare_out.is_none() {
-                // The response is fully queued: its buffer serves the next exchange.
-                self.spare_out = Some(std::mem::take(&mut st.out));
-            }
             if let Some(AppOutcome::Failed(e)) = &st.app {
                 tracing::warn!(conn = %self.conn.id, error = %e, "app failed after its response completed");
             }
-            drop(st);
-            let mut a = self.cur.take().expect("active");
-            if let Some(entry) = &mut a.log {
-                let st = a.ex.lock();
+            let mut log = a.log;
+            if let Some(entry) = &mut log {
                 entry.finish(st.enc.status(), st.enc.body_bytes());
             }
+            drop(st);
             self.pending.push_back(Pending {
                 mark: self.queued_total,
-                ex: a.ex.clone(),
-                log: a.log.take(),
+                ex: a.ex,
+                log,
             });
             if close || self.read_eof {
                 self.close_after_flush(None);
@@ -1014,47 +1177,43 @@ impl Driver {
             }
             return true;
         }
-        if let Some(outcome) = st.app.clone() {
-            // The app returned without completing its response.
-            let started = st.enc.head_written();
-            let queued = st.enc.started();
+        let Some(outcome) = a.ex.outcome(&st) else {
             drop(st);
-            let error = match outcome {
-                AppOutcome::Failed(e) => e,
-                AppOutcome::Returned => {
-                    "the app returned without completing its response".to_owned()
-                }
-            };
-            let a = self.cur.take().expect("active");
-            if !ex.control.is_open() {
-                // Already ended elsewhere (an SSE idle timeout that the app saw first): the
-                // response cannot be finished, so the connection closes.
-                let reason = ex.control.connection().disconnect_reason();
-                self.close_after_flush(reason);
-                return true;
-            }
-            let request_line = a.request_line;
-            let head_request = a.head_request;
-            ex.disconnect(DisconnectReason::ServerError);
-            if started {
-                // Deliver what the app already sent, then close without ending the body.
-                tracing::warn!(conn = %self.conn.id, %error, "response aborted");
-                self.close_after_flush(Some(DisconnectReason::ServerError));
-            } else {
-                tracing::warn!(conn = %self.conn.id, %error, "app failed; answering 500");
-                let _ = queued;
-                ex.control.set_response_started();
-                self.server_response(500, b"", head_request);
-                self.close_after_flush(Some(DisconnectReason::ServerError));
-            }
-            self.report_error(
-                String::from_utf8_lossy(&request_line).into_owned(),
-                error,
-                started,
-            );
+            self.cur = Some(a);
+            return progressed;
+        };
+        // The app returned without completing its response.
+        let started = st.enc.head_written();
+        drop(st);
+        let error = match outcome {
+            AppOutcome::Failed(e) => e,
+            AppOutcome::Returned => "the app returned without completing its response".to_owned(),
+        };
+        let ex = &a.ex;
+        if !ex.control.is_open() {
+            // Already ended elsewhere (an SSE idle timeout that the app saw first): the
+            // response cannot be finished, so the connection closes.
+            let reason = ex.control.connection().disconnect_reason();
+            self.close_after_flush(reason);
             return true;
         }
-        progressed
+        ex.disconnect(DisconnectReason::ServerError);
+        if started {
+            // Deliver what the app already sent, then close without ending the body.
+            tracing::warn!(conn = %self.conn.id, %error, "response aborted");
+            self.close_after_flush(Some(DisconnectReason::ServerError));
+        } else {
+            tracing::warn!(conn = %self.conn.id, %error, "app failed; answering 500");
+            ex.control.set_response_started();
+            self.server_response(500, b"", a.head_request);
+            self.close_after_flush(Some(DisconnectReason::ServerError));
+        }
+        self.report_error(
+            String::from_utf8_lossy(&a.request_head[..a.line_len]).into_owned(),
+            error,
+            started,
+        );
+        true
     }
 
     /// Every exchange not yet completed ends with `reason`.
@@ -1256,6 +1415,35 @@ impl Driver {
             protocol: "http/1.1",
         })
     }
+}
+
+/// Runs `read` (a `try_read` of at most `room` bytes). A short read drained the kernel's
+/// buffer: it also clears tokio's read readiness, as tokio's own `poll_read` does, so that the
+/// next turn waits for an edge instead of paying a `recv` that says EAGAIN. The readiness is
+/// captured (by the outer `try_io`) before the read, so an edge that arrives meanwhile is not
+/// cleared with it.
+fn read_clearing(
+    io: &TcpStream,
+    room: usize,
+    read: impl FnOnce() -> io::Result<usize>,
+) -> io::Result<usize> {
+    let mut short = None;
+    let r = io.try_io(Interest::READABLE, || match read() {
+        Ok(n) if n > 0 && n < room => {
+            short = Some(n);
+            Err(io::ErrorKind::WouldBlock.into())
+        }
+        other => other,
+    });
+    match short {
+        Some(n) => Ok(n),
+        None => r,
+    }
+}
+
+/// Resolves with the receiver when the phase changes; `None` when the sender is gone.
+async fn wait_phase(mut rx: watch::Receiver<Phase>) -> Option<watch::Receiver<Phase>> {
+    rx.changed().await.ok().map(|()| rx)
 }
 
 fn shutdown_write(io: &TcpStream) -> io::Result<()> {

@@ -35,6 +35,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use ragi::{AppError, BoxFuture, DisconnectReason, TlsInfo};
@@ -244,10 +245,88 @@ fn in_net(addr: IpAddr, (net, prefix): (IpAddr, u8)) -> bool {
 }
 
 /// State shared by a connection's driver, its app tasks and its handles.
+/// Wakes a connection's driver: [`Notify::notify_one`] for a single waiter (a wake-up given
+/// while nobody waits is kept for the next wait), made to be polled on every turn of the
+/// driver's loop: a poll neither registers nor removes a waiter in a list, it compares the
+/// stored waker.
+#[derive(Default)]
+pub(crate) struct DriverWake {
+    /// A wake-up given and not yet taken.
+    pending: AtomicBool,
+    /// A waker is stored (a notifier must take and wake it).
+    waiting: AtomicBool,
+    waker: Mutex<Option<Waker>>,
+}
+
+impl DriverWake {
+    /// Wakes the waiter, or keeps the wake-up for the next wait.
+    pub(crate) fn notify_one(&self) {
+        // SeqCst on both flags: either this sees `waiting` set by a poll, or that poll's second
+        // look at `pending` sees this wake-up.
+        self.pending.store(true, Ordering::SeqCst);
+        // Whoever clears `waiting` takes the waker: exactly one wake per registration.
+        if self.waiting.load(Ordering::SeqCst) && self.waiting.swap(false, Ordering::SeqCst) {
+            let waker = self.waker.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(w) = waker {
+                w.wake();
+            }
+        }
+    }
+
+    /// Ready once a wake-up was given since the last one taken.
+    pub(crate) fn poll_notified(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.poll_notified_with(cx, &mut None)
+    }
+
+    /// [`DriverWake::poll_notified`] for a caller that polls on every turn of its loop:
+    /// `mine` keeps the waker it registered last. While that registration stands (no
+    /// notifier took it) and the waker is the same, a poll that finds no wake-up is two plain
+    /// loads, no lock and no atomic read-modify-write.
+    pub(crate) fn poll_notified_with(
+        &self,
+        cx: &mut Context<'_>,
+        mine: &mut Option<Waker>,
+    ) -> Poll<()> {
+        if self.pending.load(Ordering::Relaxed) && self.pending.swap(false, Ordering::SeqCst) {
+            self.waiting.store(false, Ordering::SeqCst);
+            return Poll::Ready(());
+        }
+        // Still registered: a notifier that comes now finds `waiting` set and wakes us; one
+        // that came since the load above cleared it, and we register below.
+        if self.waiting.load(Ordering::SeqCst)
+            && mine.as_ref().is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            return Poll::Pending;
+        }
+        {
+            let mut slot = self.waker.lock().unwrap_or_else(|e| e.into_inner());
+            match &mut *slot {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                other => *other = Some(cx.waker().clone()),
+            }
+        }
+        if !mine.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            *mine = Some(cx.waker().clone());
+        }
+        self.waiting.store(true, Ordering::SeqCst);
+        if self.pending.swap(false, Ordering::SeqCst) {
+            self.waiting.store(false, Ordering::SeqCst);
+            return Poll::Ready(());
+        }
+        Poll::Pending
+    }
+
+    /// Waits for a wake-up (or takes the one kept). Cancel safe: a wake-up is taken only when
+    /// this completes.
+    pub(crate) async fn notified(&self) {
+        std::future::poll_fn(|cx| self.poll_notified(cx)).await
+    }
+}
+
 pub(crate) struct ConnShared {
     pub(crate) id: ConnId,
     /// Wakes the driver: app output, body consumed, close requested.
-    pub(crate) wake: Notify,
+    pub(crate) wake: DriverWake,
     /// `close_after_current_response` was called: the abort deadline.
     pub(crate) close_request: Mutex<Option<Instant>>,
     pub(crate) close_requested: AtomicBool,
@@ -260,7 +339,7 @@ impl ConnShared {
     pub(crate) fn new(id: ConnId) -> Arc<Self> {
         Arc::new(Self {
             id,
-            wake: Notify::new(),
+            wake: DriverWake::default(),
             close_request: Mutex::new(None),
             close_requested: AtomicBool::new(false),
             live: AtomicUsize::new(1),
@@ -365,5 +444,37 @@ mod tests {
         assert!(f.permits("::ffff:127.0.0.1".parse().unwrap()));
         assert!(AddressFilter::new().allow("300.1.1.1").is_err());
         assert!(AddressFilter::new().permits("::1".parse().unwrap()));
+    }
+
+    /// Counts its wake-ups.
+    struct Count(std::sync::atomic::AtomicUsize);
+    impl std::task::Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn driver_wake_keeps_one_wake_up_and_wakes_a_waiter() {
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        let w = DriverWake::default();
+        // Given while nobody waits: kept (once) for the next wait.
+        w.notify_one();
+        w.notify_one();
+        assert!(w.poll_notified(&mut cx).is_ready());
+        assert!(w.poll_notified(&mut cx).is_pending());
+        assert!(w.poll_notified(&mut cx).is_pending());
+        assert_eq!(count.0.load(Ordering::SeqCst), 0);
+        // Given while waiting: wakes the waiter once, and the next poll takes it.
+        w.notify_one();
+        w.notify_one();
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert!(w.poll_notified(&mut cx).is_ready());
+        // Taken: no waiter registered, so a wake-up is only kept.
+        w.notify_one();
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert!(w.poll_notified(&mut cx).is_ready());
     }
 }

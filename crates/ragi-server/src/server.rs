@@ -439,9 +439,15 @@ async fn accept_loop(listener: TcpListener, mut ctx: AcceptCtx) {
     let local = listener.local_addr().ok();
     loop {
         let accepted = tokio::select! {
-            r = listener.accept() => r,
+            biased;
             _ = ctx.phase.changed() => return,
+            r = listener.accept() => r,
         };
+        // Shutdown began while this connection waited in the backlog (the watch's change and
+        // the accept can be ready in the same turn): it is not served. Dropping it closes it.
+        if *ctx.phase.borrow() != Phase::Running {
+            return;
+        }
         let (stream, peer) = match accepted {
             Ok(x) => x,
             Err(e) => {

@@ -116,6 +116,16 @@ impl TransportHooks {
             .push(callback.into());
     }
 
+    /// Forgets every callback (the exchange is recycled for another request).
+    pub(crate) fn clear(&mut self) {
+        for list in [&mut self.high, &mut self.drain] {
+            let list = list.get_mut().unwrap_or_else(|e| e.into_inner());
+            if !list.is_empty() {
+                list.clear();
+            }
+        }
+    }
+
     /// Runs the `on_high_water` (`high`) or `on_drain` callbacks.
     pub(crate) fn fire(&self, high: bool) {
         let list = if high { &self.high } else { &self.drain };

@@ -1672,6 +1672,7 @@ pub(crate) async fn serve_h1_upgrade(
         connection,
         srv.lifespan_state.clone(),
     );
+    let request_line = String::from_utf8_lossy(head.request_line()).into_owned();
     scope.http_version = head.version;
     scope.path = ragi::scope::percent_decode(&head.raw_path);
     scope.method = head.method;
@@ -1693,7 +1694,7 @@ pub(crate) async fn serve_h1_upgrade(
         conn: conn.clone(),
         peer,
         stream: None,
-        request_line: String::from_utf8_lossy(&head.request_line).into_owned(),
+        request_line,
     };
     let server_header = srv.server_header.clone();
     let end = match tls {

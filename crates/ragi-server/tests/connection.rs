@@ -399,3 +399,90 @@ async fn declared_length_over_the_limit_gives_413_without_calling_the_app() {
     drop(c);
     srv.stop(T).await;
 }
+
+/// The server recycles a finished request's state for the next request of the connection
+/// (when the app kept no handle of it): every request still gets a connection object that is
+/// new and open, callbacks of earlier requests never fire again, and a handle an app kept
+/// keeps showing its own request's end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_request_of_a_connection_gets_a_fresh_connection_object() {
+    let events: Log = Log::default();
+    let kept: Arc<Mutex<Vec<Connection>>> = Arc::default();
+    let app = http_app({
+        let (events, kept) = (events.clone(), kept.clone());
+        move |scope, _rx, tx| {
+            let (events, kept) = (events.clone(), kept.clone());
+            async move {
+                let n = scope.path.trim_start_matches('/').to_owned();
+                let conn = scope.connection().clone();
+                log(
+                    &events,
+                    format!(
+                        "{n} fresh={}",
+                        conn.is_connected()
+                            && conn.disconnect_reason().is_none()
+                            && !conn.is_completed()
+                            && !conn.response_started()
+                            && !conn.response_complete()
+                    ),
+                );
+                let e = events.clone();
+                let m = n.clone();
+                conn.on_complete(move || log(&e, format!("{m} complete")));
+                let e = events.clone();
+                let m = n.clone();
+                conn.on_disconnect(move |r| log(&e, format!("{m} disconnect {r}")));
+                if let Some(t) = &scope.extensions.transport {
+                    let e = events.clone();
+                    let m = n.clone();
+                    t.on_high_water(move || log(&e, format!("{m} high water")));
+                    assert_eq!(t.buffered_amount(), 0);
+                }
+                if n == "keep" {
+                    kept.lock().unwrap().push(conn);
+                }
+                respond(&tx, 200, "ok").await
+            }
+        }
+    });
+    let srv = TestServer::start(Server::new(Config::default()), app).await;
+    let mut c = srv.connect().await;
+    for path in ["/1", "/2", "/keep", "/3"] {
+        c.get(path).await;
+        assert_eq!(c.read_response().await.status, 200);
+    }
+    // Pipelined: several exchanges wait for one write, then all are recycled at once.
+    let batch: Vec<u8> = (4..12)
+        .flat_map(|i| format!("GET /{i} HTTP/1.1\r\nhost: x\r\n\r\n").into_bytes())
+        .collect();
+    c.send(&batch).await;
+    for _ in 4..12 {
+        assert_eq!(c.read_response().await.status, 200);
+    }
+    c.get("/12").await;
+    assert_eq!(c.read_response().await.status, 200);
+    drop(c);
+    srv.stop(T).await;
+
+    let events = events.lock().unwrap().clone();
+    let names: Vec<String> = ["1", "2", "keep", "3"]
+        .into_iter()
+        .map(String::from)
+        .chain((4..13).map(|i| i.to_string()))
+        .collect();
+    for n in &names {
+        let mine: Vec<&str> = events
+            .iter()
+            .filter(|e| e.split(' ').next() == Some(n.as_str()))
+            .map(|e| e.as_str())
+            .collect();
+        assert_eq!(
+            mine,
+            [format!("{n} fresh=true"), format!("{n} complete")],
+            "{events:?}"
+        );
+    }
+    let kept = kept.lock().unwrap();
+    assert!(kept[0].is_completed() && kept[0].response_complete());
+    assert_eq!(kept[0].disconnect_reason(), None);
+}

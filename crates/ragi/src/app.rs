@@ -88,22 +88,42 @@ pub trait ReceiveSource: Send + 'static {
     fn poll_receive(&mut self, cx: &mut Context<'_>) -> Poll<ReceiveEvent>;
 }
 
+/// A [`ReceiveSource`] polled through a shared reference. A server whose per-request state is
+/// already behind an [`Arc`] hands it to [`Receiver::from_arc`] and spares the allocation that
+/// [`Receiver::new`] makes.
+pub trait SharedReceiveSource: Send + Sync + 'static {
+    /// The next event, or `Pending` (waking `cx` when one is ready).
+    fn poll_receive(&self, cx: &mut Context<'_>) -> Poll<ReceiveEvent>;
+}
+
 /// The `receive` handle: yields the client's events in order.
 pub struct Receiver {
-    source: Box<dyn ReceiveSource>,
+    source: Source,
+}
+
+enum Source {
+    Owned(Box<dyn ReceiveSource>),
+    Shared(Arc<dyn SharedReceiveSource>),
 }
 
 impl Receiver {
     /// A receiver reading from `source`.
     pub fn new(source: impl ReceiveSource) -> Self {
         Self {
-            source: Box::new(source),
+            source: Source::Owned(Box::new(source)),
+        }
+    }
+
+    /// A receiver reading from a source that is already shared.
+    pub fn from_arc(source: Arc<dyn SharedReceiveSource>) -> Self {
+        Self {
+            source: Source::Shared(source),
         }
     }
 
     /// The next event from the client. Cancel safe.
     pub async fn receive(&mut self) -> ReceiveEvent {
-        std::future::poll_fn(|cx| self.source.poll_receive(cx)).await
+        std::future::poll_fn(|cx| self.poll_receive(cx)).await
     }
 
     /// A receiver that yields what this one yields, passed through `f`.
@@ -126,7 +146,10 @@ impl Receiver {
 
 impl ReceiveSource for Receiver {
     fn poll_receive(&mut self, cx: &mut Context<'_>) -> Poll<ReceiveEvent> {
-        self.source.poll_receive(cx)
+        match &mut self.source {
+            Source::Owned(s) => s.poll_receive(cx),
+            Source::Shared(s) => s.poll_receive(cx),
+        }
     }
 }
 
@@ -218,5 +241,41 @@ impl Sender {
 impl fmt::Debug for Sender {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Sender")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// Yields the queued bodies, then `Pending`.
+    struct Queue(Mutex<Vec<&'static str>>);
+
+    impl SharedReceiveSource for Queue {
+        fn poll_receive(&self, _cx: &mut Context<'_>) -> Poll<ReceiveEvent> {
+            match self.0.lock().unwrap().pop() {
+                Some(b) => Poll::Ready(ReceiveEvent::Request {
+                    body: b.into(),
+                    more: true,
+                }),
+                None => Poll::Pending,
+            }
+        }
+    }
+
+    #[test]
+    fn a_shared_source_is_read_through_its_arc() {
+        let q = Arc::new(Queue(Mutex::new(vec!["b", "a"])));
+        let mut rx = Receiver::from_arc(q.clone()).map(|e| e);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        for want in ["a", "b"] {
+            match rx.poll_receive(&mut cx) {
+                Poll::Ready(ReceiveEvent::Request { body, .. }) => assert_eq!(body, want),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(rx.poll_receive(&mut cx).is_pending());
+        assert_eq!(Arc::strong_count(&q), 2);
     }
 }

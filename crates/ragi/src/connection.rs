@@ -51,7 +51,7 @@
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use tokio::sync::Notify;
 
@@ -80,7 +80,10 @@ struct Inner {
     connected: AtomicBool,
     response_started: AtomicBool,
     response_complete: AtomicBool,
-    state: Mutex<Shared>,
+    /// Held only for a few field updates (callbacks run, and are dropped, outside it), so a
+    /// spin lock: its release is a plain store, where `std::sync::Mutex` needs another atomic
+    /// read-modify-write. A waiter yields its thread.
+    state: spin::mutex::SpinMutex<Shared, spin::relax::Yield>,
     notify: Notify,
 }
 
@@ -99,10 +102,8 @@ struct Shared {
 }
 
 impl Inner {
-    fn lock(&self) -> MutexGuard<'_, Shared> {
-        // A panicking callback never runs under the lock, so poisoning can only come from a
-        // panic inside this module's own short critical sections; the data stays consistent.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> spin::mutex::SpinMutexGuard<'_, Shared> {
+        self.state.lock()
     }
 }
 
@@ -119,7 +120,7 @@ impl Connection {
             connected: AtomicBool::new(true),
             response_started: AtomicBool::new(false),
             response_complete: AtomicBool::new(false),
-            state: Mutex::new(Shared {
+            state: spin::mutex::SpinMutex::new(Shared {
                 outcome: Outcome::Open,
                 waiters: false,
                 on_disconnect: Vec::new(),
@@ -260,10 +261,12 @@ impl ConnectionControl {
             }
             self.inner.connected.store(false, Ordering::Release);
             st.outcome = Outcome::Disconnected(reason.clone());
-            st.on_complete.clear();
-            (std::mem::take(&mut st.on_disconnect), st.waiters)
+            let unused = std::mem::take(&mut st.on_complete);
+            (std::mem::take(&mut st.on_disconnect), st.waiters, unused)
         };
-        let (callbacks, waiters) = callbacks;
+        // The other kind's callbacks are dropped here, outside the lock: their drop may touch
+        // this object.
+        let (callbacks, waiters, _unused) = callbacks;
         if waiters {
             self.inner.notify.notify_waiters();
         }
@@ -288,10 +291,10 @@ impl ConnectionControl {
             }
             self.inner.response_complete.store(true, Ordering::Release);
             st.outcome = Outcome::Completed;
-            st.on_disconnect.clear();
-            (std::mem::take(&mut st.on_complete), st.waiters)
+            let unused = std::mem::take(&mut st.on_disconnect);
+            (std::mem::take(&mut st.on_complete), st.waiters, unused)
         };
-        let (callbacks, waiters) = callbacks;
+        let (callbacks, waiters, _unused) = callbacks;
         // Waiters of `disconnected()` re-check and park forever; wake them so they do.
         if waiters {
             self.inner.notify.notify_waiters();
@@ -305,6 +308,23 @@ impl ConnectionControl {
     /// Whether the object is still open (neither completed nor disconnected).
     pub fn is_open(&self) -> bool {
         matches!(self.inner.lock().outcome, Outcome::Open)
+    }
+
+    /// Turns this control into the control of a new, open object and returns the object's
+    /// first handle, when no [`Connection`] handle of the old object is left (nobody can tell
+    /// the difference from [`Connection::pair`]); `None`, changing nothing, otherwise. A server
+    /// that recycles its per-request state saves an allocation per request with it.
+    pub fn reuse(&mut self) -> Option<Connection> {
+        let inner = Arc::get_mut(&mut self.inner)?;
+        *inner.connected.get_mut() = true;
+        *inner.response_started.get_mut() = false;
+        *inner.response_complete.get_mut() = false;
+        let st = inner.state.get_mut();
+        st.outcome = Outcome::Open;
+        st.waiters = false;
+        st.on_disconnect.clear();
+        st.on_complete.clear();
+        Some(self.connection())
     }
 }
 
@@ -331,6 +351,7 @@ impl fmt::Debug for ConnectionControl {
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;
+    use std::sync::Mutex;
     use std::time::Duration;
 
     fn rt() -> tokio::runtime::Runtime {
@@ -504,6 +525,29 @@ mod tests {
                 "disconnected() resolved after a clean completion"
             );
         });
+    }
+
+    #[test]
+    fn reuse_needs_the_last_handle_and_starts_over() {
+        let (conn, mut control) = Connection::pair();
+        conn.on_complete(|| {});
+        control.set_response_started();
+        control.complete();
+        // A handle is left: no reuse, nothing changes.
+        assert!(control.reuse().is_none());
+        assert!(conn.response_complete());
+        drop(conn);
+        let fresh = control.reuse().expect("no handle left");
+        assert!(fresh.is_connected() && control.is_open());
+        assert!(!fresh.response_started() && !fresh.response_complete());
+        assert_eq!(fresh.disconnect_reason(), None);
+        // The renewed object ends like a new one, callbacks included.
+        let seen = Arc::new(Mutex::new(None));
+        let s = seen.clone();
+        fresh.on_disconnect(move |r| *s.lock().unwrap() = Some(r.clone()));
+        assert!(control.disconnect(DisconnectReason::ReadError));
+        assert_eq!(*seen.lock().unwrap(), Some(DisconnectReason::ReadError));
+        assert_eq!(fresh.disconnect_reason(), Some(DisconnectReason::ReadError));
     }
 
     #[test]

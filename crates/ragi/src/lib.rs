@@ -54,7 +54,8 @@ pub mod scope;
 pub mod state;
 
 pub use app::{
-    App, AppError, AppResult, BoxFuture, ReceiveSource, Receiver, SendSink, Sender, TrySendError,
+    App, AppError, AppResult, BoxFuture, ReceiveSource, Receiver, SendSink, Sender,
+    SharedReceiveSource, TrySendError,
 };
 pub use connection::{Connection, ConnectionControl};
 pub use error::{SendError, UnsupportedScope};

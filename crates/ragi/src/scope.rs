@@ -165,7 +165,11 @@ impl Scope {
 /// replaced (U+FFFD).
 pub fn percent_decode(raw: &[u8]) -> String {
     if !raw.contains(&b'%') {
-        return String::from_utf8_lossy(raw).into_owned();
+        // `from_utf8` checks ASCII a word at a time; the lossy path is for what fails it.
+        return match std::str::from_utf8(raw) {
+            Ok(s) => s.to_owned(),
+            Err(_) => String::from_utf8_lossy(raw).into_owned(),
+        };
     }
     let mut out = Vec::with_capacity(raw.len());
     let mut i = 0;

@@ -44,8 +44,18 @@ pub(crate) struct RequestHead {
     /// HTTP/1.1 unless `connection: close`; HTTP/1.0 only with `connection: keep-alive`.
     pub(crate) keep_alive: bool,
     pub(crate) expect_continue: bool,
-    /// The request line, for logs and the error hook (a slice of the head, no copy).
-    pub(crate) request_line: Bytes,
+    /// The whole head as received; its first `line_len` bytes are the request line (for logs
+    /// and the error hook). Kept whole rather than sliced: a slice would cost a reference count
+    /// update now and another when it is dropped, on every request.
+    pub(crate) head: Bytes,
+    pub(crate) line_len: usize,
+}
+
+impl RequestHead {
+    /// The request line, without its CRLF.
+    pub(crate) fn request_line(&self) -> &[u8] {
+        &self.head[..self.line_len]
+    }
 }
 
 /// The outcome of looking at the bytes received so far.
@@ -253,7 +263,6 @@ pub(crate) fn parse_head(buf: &mut BytesMut, limits: &HeadLimits) -> Parsed {
     let target_off = offset(target);
     let (path_range, query_range) = (target_off + path_start..target_off + path_end, query);
     let head_bytes = buf.split_to(head_len).freeze();
-    let request_line = head_bytes.slice(..line_stop);
     let mut headers = Headers::with_capacity(spans.len());
     for (no, nl, vo, vl) in spans.iter() {
         let name = &head_bytes[no as usize..no as usize + nl as usize];
@@ -287,7 +296,8 @@ pub(crate) fn parse_head(buf: &mut BytesMut, limits: &HeadLimits) -> Parsed {
         framing,
         keep_alive,
         expect_continue,
-        request_line,
+        head: head_bytes,
+        line_len: line_stop,
     };
     Parsed::Complete(head)
 }
@@ -525,7 +535,7 @@ mod tests {
         assert_eq!(h.headers.iter().next().unwrap().0, "host");
         assert!(h.keep_alive);
         assert_eq!(h.framing, BodyFraming::Empty);
-        assert_eq!(h.request_line, "GET /a%20b?x=1 HTTP/1.1");
+        assert_eq!(h.request_line(), b"GET /a%20b?x=1 HTTP/1.1");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use bytes::{BufMut, Bytes, BytesMut};
 use ragi::{Headers, HttpVersion, SendError};
 
-use crate::date::{with_date, with_date_line};
+use crate::date::{with_date, with_date_line_at};
 
 /// Bytes waiting to be written, in order: small pieces are copied together, large ones are kept
 /// as they are (written with `writev`).
@@ -41,6 +41,13 @@ impl OutQueue {
 
     pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// Empties the queue, keeping the copy buffer's memory.
+    pub(crate) fn clear(&mut self) {
+        self.scratch.clear();
+        self.pieces.clear();
+        self.len = 0;
     }
 
     pub(crate) fn put_slice(&mut self, b: &[u8]) {
@@ -132,7 +139,9 @@ impl OutQueue {
                     n = 0;
                 }
             } else {
-                let _ = self.scratch.split_to(n);
+                // Moves the start; `split_to` would make the buffer shared (an allocation and
+                // atomic counts) only to drop the front.
+                bytes::Buf::advance(&mut self.scratch, n);
                 n = 0;
             }
         }
@@ -181,6 +190,9 @@ pub(crate) struct ResponseContext {
     pub(crate) close: bool,
     /// The `server` header value; `None` to send none.
     pub(crate) server_header: Option<Bytes>,
+    /// When the request's bytes were read, while that is recent enough to date the response
+    /// by (see [`crate::date::with_date_line_at`]); `None` reads the clock.
+    pub(crate) arrived: Option<std::time::Instant>,
 }
 
 /// Encodes one response. See the [module documentation](self).
@@ -204,6 +216,25 @@ impl ResponseEncoder {
             status: 0,
             body_bytes: 0,
         }
+    }
+
+    /// Makes this encoder the next response's (as [`ResponseEncoder::new`] would), keeping its
+    /// server header: `ctx.server_header` is ignored.
+    pub(crate) fn renew(&mut self, ctx: ResponseContext) {
+        let server_header = self.ctx.server_header.take();
+        self.ctx = ctx;
+        self.ctx.server_header = server_header;
+        if !matches!(self.state, State::Init) {
+            self.state = State::Init;
+        }
+        self.status = 0;
+        self.body_bytes = 0;
+    }
+
+    /// The response is no longer made right after its request arrived (the app went on in
+    /// a task): its `date` comes from the clock.
+    pub(crate) fn forget_arrival(&mut self) {
+        self.ctx.arrived = None;
     }
 
     pub(crate) fn started(&self) -> bool {
@@ -450,28 +481,30 @@ impl ResponseEncoder {
         }
         let mut has_date = false;
         let mut has_server = false;
+        let drop_length = framing == Framing::Chunked
+            || (framing == Framing::NoBody && !self.ctx.head_request && status != 304);
         for (n, v) in headers.iter() {
-            if n.eq_ignore_ascii_case(b"connection")
-                || n.eq_ignore_ascii_case(b"transfer-encoding")
-                || n.eq_ignore_ascii_case(b"keep-alive")
-            {
-                continue; // the server owns the connection's framing headers
+            // By length first: most names need no comparison at all.
+            match n.len() {
+                4 => has_date |= n.eq_ignore_ascii_case(b"date"),
+                6 => has_server |= n.eq_ignore_ascii_case(b"server"),
+                // The server owns the connection's framing headers.
+                10 if n.eq_ignore_ascii_case(b"connection")
+                    || n.eq_ignore_ascii_case(b"keep-alive") =>
+                {
+                    continue
+                }
+                17 if n.eq_ignore_ascii_case(b"transfer-encoding") => continue,
+                14 if drop_length && n.eq_ignore_ascii_case(b"content-length") => continue,
+                _ => {}
             }
-            if n.eq_ignore_ascii_case(b"content-length")
-                && (framing == Framing::Chunked
-                    || (framing == Framing::NoBody && !self.ctx.head_request && status != 304))
-            {
-                continue;
-            }
-            has_date |= n.eq_ignore_ascii_case(b"date");
-            has_server |= n.eq_ignore_ascii_case(b"server");
             out.put_slice(n);
             out.put_slice(b": ");
             out.put_slice(v);
             out.put_slice(b"\r\n");
         }
         if !has_date {
-            with_date_line(|line| out.put_slice(line));
+            with_date_line_at(self.ctx.arrived, |line| out.put_slice(line));
         }
         if let (false, Some(s)) = (has_server, &self.ctx.server_header) {
             out.put_slice(b"server: ");
@@ -571,6 +604,7 @@ mod tests {
             head_request: head,
             close: false,
             server_header: Some(Bytes::from_static(b"ragi")),
+            arrived: None,
         }
     }
 
