@@ -51,8 +51,10 @@ def main():
             continue
         dis = subprocess.run(["objdump", "-d", "-C", "--no-show-raw-insn", obj],
                              capture_output=True, text=True).stdout
+        # `xchg` with a memory operand is locked; between registers (`xchg %ax,%ax` is a
+        # two-byte no-op) it is not.
         locked = {int(m.group(1), 16) for m in
-                  re.finditer(r"^\s+([0-9a-f]+):\s+(?:lock |xchg )", dis, re.M)}
+                  re.finditer(r"^\s+([0-9a-f]+):\s+(?:lock |xchg\s+\S*\()", dis, re.M)}
         for addr, n in counts.items():
             if addr in locked:
                 total += n

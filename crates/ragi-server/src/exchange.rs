@@ -110,6 +110,11 @@ pub(crate) struct Exchange {
     /// The app returned `Ok` from its inline poll: [`AppOutcome::Returned`] without the lock
     /// (the usual end; any other outcome is in [`ExState::app`]).
     returned: std::sync::atomic::AtomicBool,
+    /// The request has no body: its one `Request` event (empty, final) needs no lock.
+    no_body: bool,
+    /// That event was delivered. Only the scope's one `Receiver` polls, so a load and a store
+    /// (no read-modify-write) cannot deliver it twice.
+    no_body_delivered: std::sync::atomic::AtomicBool,
     read_ahead: usize,
     high_water: usize,
     low_water: usize,
@@ -133,6 +138,8 @@ impl Exchange {
             hooks: Default::default(),
             inline: std::sync::atomic::AtomicBool::new(false),
             returned: std::sync::atomic::AtomicBool::new(false),
+            no_body: body_complete,
+            no_body_delivered: std::sync::atomic::AtomicBool::new(false),
             read_ahead: cfg.read_ahead,
             high_water: cfg.write_high_water,
             low_water: cfg.write_low_water.min(cfg.write_high_water),
@@ -182,6 +189,8 @@ impl Exchange {
         self.hooks.clear();
         *self.inline.get_mut() = false;
         *self.returned.get_mut() = false;
+        self.no_body = body_complete;
+        *self.no_body_delivered.get_mut() = false;
         connection
     }
 
@@ -419,7 +428,15 @@ impl ragi::TransportState for Exchange {
 /// The exchange is the `receive` side of its http scope.
 impl SharedReceiveSource for Exchange {
     fn poll_receive(&self, cx: &mut Context<'_>) -> Poll<ReceiveEvent> {
+        use std::sync::atomic::Ordering;
         let ex = self;
+        if ex.no_body && !ex.no_body_delivered.load(Ordering::Acquire) {
+            ex.no_body_delivered.store(true, Ordering::Release);
+            return Poll::Ready(ReceiveEvent::Request {
+                body: Bytes::new(),
+                more: false,
+            });
+        }
         let mut st = ex.lock();
         if st.expect_continue && !st.continue_wanted {
             st.continue_wanted = true;
@@ -435,7 +452,7 @@ impl SharedReceiveSource for Exchange {
             }
             return Poll::Ready(ReceiveEvent::Request { body: piece, more });
         }
-        if st.body_complete && !st.final_delivered {
+        if st.body_complete && !st.final_delivered && !ex.no_body {
             st.final_delivered = true;
             return Poll::Ready(ReceiveEvent::Request {
                 body: Bytes::new(),
