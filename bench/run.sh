@@ -435,7 +435,12 @@ start_server() {
             tail -n 20 "$logf" >&2
             die "$name exited before it was ready (log: $logf)"
         fi
-        addr="$(grep -m1 -o 'listening on https\?://[^ ]*' "$logf" 2>/dev/null | sed 's#listening on https\?://##' || true)"
+        # Complete lines only: the server may be in the middle of writing its line.
+        complete="$(cat "$logf" 2>/dev/null || true)"
+        if [[ -s "$logf" && "$(tail -c1 "$logf" | od -An -tx1 | tr -d ' ')" != "0a" ]]; then
+            complete="$(sed '$d' <<<"$complete")"
+        fi
+        addr="$(grep -m1 -o 'listening on https\?://[^ ]*' <<<"$complete" | sed 's#listening on https\?://##' || true)"
         if [[ -n "$addr" ]]; then
             SERVER_PORT="${addr##*:}"
             SERVER_PORT="${SERVER_PORT%%/*}"

@@ -614,7 +614,8 @@ impl Driver {
         let n = if direct {
             (&*socket2::SockRef::from(&self.io)).read(&mut buf)?
         } else {
-            self.io.try_read(&mut buf)?
+            let room = buf.len();
+            read_clearing(&self.io, room, || self.io.try_read(&mut buf))?
         };
         if n == 0 {
             return Ok(0);
