@@ -455,6 +455,37 @@ mod tests {
     }
 
     #[test]
+    fn a_kept_registration_is_woken_and_renewed_after_each_wake() {
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        let w = DriverWake::default();
+        let mut mine = None;
+        // Registers; the next polls find the registration standing.
+        assert!(w.poll_notified_with(&mut cx, &mut mine).is_pending());
+        assert!(w.poll_notified_with(&mut cx, &mut mine).is_pending());
+        assert!(w.poll_notified_with(&mut cx, &mut mine).is_pending());
+        // A notifier takes the registration and wakes once.
+        w.notify_one();
+        w.notify_one();
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert!(w.poll_notified_with(&mut cx, &mut mine).is_ready());
+        // Registered anew on the next wait, so the next wake-up wakes again.
+        assert!(w.poll_notified_with(&mut cx, &mut mine).is_pending());
+        w.notify_one();
+        assert_eq!(count.0.load(Ordering::SeqCst), 2);
+        // Another waker (the task moved): registered instead of the kept one.
+        let other = Arc::new(Count(AtomicUsize::new(0)));
+        let other_waker = Waker::from(other.clone());
+        let mut other_cx = Context::from_waker(&other_waker);
+        assert!(w.poll_notified_with(&mut other_cx, &mut mine).is_ready());
+        assert!(w.poll_notified_with(&mut other_cx, &mut mine).is_pending());
+        w.notify_one();
+        assert_eq!(other.0.load(Ordering::SeqCst), 1);
+        assert_eq!(count.0.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
     fn driver_wake_keeps_one_wake_up_and_wakes_a_waiter() {
         let count = Arc::new(Count(AtomicUsize::new(0)));
         let waker = Waker::from(count.clone());
