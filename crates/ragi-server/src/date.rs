@@ -18,39 +18,61 @@ struct Line {
     line: [u8; 37],
     /// The second, on the monotonic clock: `[from, until)`.
     span: Option<(Instant, Instant)>,
+    /// The value as a header value (HTTP/2 responses), made on first use in this second;
+    /// clones share its bytes.
+    value: Option<http::HeaderValue>,
 }
 
 thread_local! {
     static CACHE: RefCell<Line> = const {
-        RefCell::new(Line { secs: u64::MAX, line: [0; 37], span: None })
+        RefCell::new(Line { secs: u64::MAX, line: [0; 37], span: None, value: None })
     };
 }
 
-thread_local! {
-    /// The second and the `date` value as a header value (HTTP/2 responses), made once a
-    /// second per thread; clones share its bytes.
-    static VALUE: RefCell<(u64, Option<http::HeaderValue>)> = const { RefCell::new((u64::MAX, None)) };
+impl Line {
+    /// Brings the line up to the moment `at` (a recent `Instant`; `None` reads the clock).
+    fn refresh(&mut self, at: Option<Instant>) {
+        if let (Some(at), Some((from, until))) = (at, self.span) {
+            if from <= at && at < until {
+                return;
+            }
+        }
+        let now = SystemTime::now();
+        let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let secs = since.as_secs();
+        if self.secs != secs {
+            let s = httpdate::fmt_http_date(now);
+            let n = s.len().min(29);
+            self.line[..6].copy_from_slice(b"date: ");
+            self.line[6..6 + n].copy_from_slice(&s.as_bytes()[..n]);
+            self.line[35..37].copy_from_slice(b"\r\n");
+            self.secs = secs;
+            self.span = None;
+            self.value = None;
+        }
+        if at.is_some() && self.span.is_none() {
+            // The second began `subsec` ago on the wall clock; the same on the monotonic one.
+            let mono = Instant::now();
+            let into = Duration::from_nanos(u64::from(since.subsec_nanos()));
+            self.span = mono
+                .checked_sub(into)
+                .map(|from| (from, from + Duration::from_secs(1)));
+        }
+    }
 }
 
 /// The current IMF-fixdate as a header value.
 pub(crate) fn header_value() -> http::HeaderValue {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    VALUE.with(|v| {
-        let mut v = v.borrow_mut();
-        match &v.1 {
-            Some(value) if v.0 == secs => value.clone(),
-            _ => {
-                let value = with_date(|d| {
-                    http::HeaderValue::from_maybe_shared(bytes::Bytes::copy_from_slice(d))
-                })
-                .unwrap_or_else(|_| http::HeaderValue::from_static(""));
-                *v = (secs, Some(value.clone()));
-                value
-            }
-        }
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        c.refresh(None);
+        let line = c.line;
+        c.value
+            .get_or_insert_with(|| {
+                http::HeaderValue::from_maybe_shared(bytes::Bytes::copy_from_slice(&line[6..35]))
+                    .unwrap_or_else(|_| http::HeaderValue::from_static(""))
+            })
+            .clone()
     })
 }
 
@@ -68,31 +90,7 @@ pub(crate) fn with_date_line<R>(f: impl FnOnce(&[u8]) -> R) -> R {
 pub(crate) fn with_date_line_at<R>(at: Option<Instant>, f: impl FnOnce(&[u8]) -> R) -> R {
     CACHE.with(|c| {
         let mut c = c.borrow_mut();
-        if let (Some(at), Some((from, until))) = (at, c.span) {
-            if from <= at && at < until {
-                return f(&c.line);
-            }
-        }
-        let now = SystemTime::now();
-        let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
-        let secs = since.as_secs();
-        if c.secs != secs {
-            let s = httpdate::fmt_http_date(now);
-            let n = s.len().min(29);
-            c.line[..6].copy_from_slice(b"date: ");
-            c.line[6..6 + n].copy_from_slice(&s.as_bytes()[..n]);
-            c.line[35..37].copy_from_slice(b"\r\n");
-            c.secs = secs;
-            c.span = None;
-        }
-        if at.is_some() && c.span.is_none() {
-            // The second began `subsec` ago on the wall clock; the same on the monotonic one.
-            let mono = Instant::now();
-            let into = Duration::from_nanos(u64::from(since.subsec_nanos()));
-            c.span = mono
-                .checked_sub(into)
-                .map(|from| (from, from + Duration::from_secs(1)));
-        }
+        c.refresh(at);
         f(&c.line)
     })
 }

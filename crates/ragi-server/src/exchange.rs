@@ -14,7 +14,6 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -95,6 +94,24 @@ impl ExState {
             above_high: false,
         }
     }
+
+    /// Makes this state what [`ExState::new`] makes, for the next request, keeping the
+    /// allocations (body queue, output buffer) and the encoder's server header.
+    fn reset(&mut self, ctx: ResponseContext, body_complete: bool, expect_continue: bool) {
+        self.body.clear();
+        self.body_buffered = 0;
+        self.body_complete = body_complete;
+        self.final_delivered = false;
+        self.recv_waker = None;
+        self.expect_continue = expect_continue && !body_complete;
+        self.continue_wanted = false;
+        self.disconnect = None;
+        self.enc.renew(ctx);
+        self.out.clear();
+        self.unflushed = 0;
+        self.app = None;
+        self.above_high = false;
+    }
 }
 
 pub(crate) struct Exchange {
@@ -161,31 +178,7 @@ impl Exchange {
             self.control = control;
             connection
         });
-        // Field by field: building a whole new state (and dropping the old) costs more.
-        let st = self.st.get_mut();
-        if !st.body.is_empty() {
-            st.body.clear();
-        }
-        st.body_buffered = 0;
-        st.body_complete = body_complete;
-        st.final_delivered = false;
-        if st.recv_waker.is_some() {
-            st.recv_waker = None;
-        }
-        st.expect_continue = expect_continue && !body_complete;
-        st.continue_wanted = false;
-        if st.disconnect.is_some() {
-            st.disconnect = None;
-        }
-        st.enc.renew(ctx);
-        if !st.out.is_empty() {
-            st.out.clear();
-        }
-        st.unflushed = 0;
-        if st.app.is_some() {
-            st.app = None;
-        }
-        st.above_high = false;
+        self.st.get_mut().reset(ctx, body_complete, expect_continue);
         self.hooks.clear();
         *self.inline.get_mut() = false;
         *self.returned.get_mut() = false;
@@ -488,16 +481,30 @@ impl SendSink for Exchange {
     }
 }
 
+/// Polls an app call once; a panic is a failure, with its message. Both protocols use it, for
+/// the inline first poll and in the app's task.
+pub(crate) fn poll_app(
+    fut: &mut BoxFuture<'static, AppResult>,
+    cx: &mut Context<'_>,
+) -> Poll<AppOutcome> {
+    Pin::new(&mut crate::shared::CatchUnwind(fut))
+        .poll(cx)
+        .map(|r| match r {
+            Ok(Ok(())) => AppOutcome::Returned,
+            Ok(Err(e)) => AppOutcome::Failed(e.to_string()),
+            Err(panic) => AppOutcome::Failed(panic),
+        })
+}
+
 /// Runs an app call: polled once inline (a fast app answers without a task switch, and
 /// pipelined answers coalesce into one write), then, if it is not finished, in its own task so
 /// that the driver goes on watching the socket. Panics become [`AppOutcome::Failed`].
 pub(crate) fn run_app(ex: &Arc<Exchange>, mut fut: BoxFuture<'static, AppResult>) {
-    let mut cx = Context::from_waker(Waker::noop());
     ex.inline.store(true, std::sync::atomic::Ordering::Relaxed);
-    let first = catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(&mut cx)));
+    let first = poll_app(&mut fut, &mut Context::from_waker(Waker::noop()));
     ex.inline.store(false, std::sync::atomic::Ordering::Relaxed);
     let outcome = match first {
-        Ok(Poll::Pending) => {
+        Poll::Pending => {
             ex.lock().enc.forget_arrival();
             let conn = ex.conn.clone();
             conn.task_started();
@@ -508,9 +515,7 @@ pub(crate) fn run_app(ex: &Arc<Exchange>, mut fut: BoxFuture<'static, AppResult>
             });
             return;
         }
-        Ok(Poll::Ready(Ok(()))) => AppOutcome::Returned,
-        Ok(Poll::Ready(Err(e))) => AppOutcome::Failed(e.to_string()),
-        Err(panic) => AppOutcome::Failed(crate::shared::panic_message(&panic)),
+        Poll::Ready(outcome) => outcome,
     };
     // Inline: the driver steps right after this returns; no wake-up needed.
     match outcome {
@@ -531,12 +536,8 @@ impl Future for AppTask {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
-        let r = catch_unwind(AssertUnwindSafe(|| this.fut.as_mut().poll(cx)));
-        let outcome = match r {
-            Ok(Poll::Pending) => return Poll::Pending,
-            Ok(Poll::Ready(Ok(()))) => AppOutcome::Returned,
-            Ok(Poll::Ready(Err(e))) => AppOutcome::Failed(e.to_string()),
-            Err(panic) => AppOutcome::Failed(crate::shared::panic_message(&panic)),
+        let Poll::Ready(outcome) = poll_app(&mut this.fut, cx) else {
+            return Poll::Pending;
         };
         if let Some(ex) = this.ex.take() {
             ex.finish_app(outcome);

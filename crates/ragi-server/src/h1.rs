@@ -248,9 +248,14 @@ impl Driver {
     }
 
     /// The driver of a TLS connection whose handshake is done; `early` is plaintext that arrived
-    /// with the handshake's last flight.
-    pub(crate) fn with_tls(mut self, session: TlsSession, early: BytesMut) -> Self {
-        self.tls_info = Some(Arc::new(session.info()));
+    /// with the handshake's last flight, `info` its facts.
+    pub(crate) fn with_tls(
+        mut self,
+        session: TlsSession,
+        early: BytesMut,
+        info: Arc<ragi::TlsInfo>,
+    ) -> Self {
+        self.tls_info = Some(info);
         self.tls = Some(Box::new(session));
         if !early.is_empty() {
             self.rbuf = early;
@@ -953,7 +958,6 @@ impl Driver {
             version: head.version,
             head_request,
             close,
-            server_header: None, // the server's, set by `exchange`
             arrived: self.fresh_read,
         };
         let decoder = match head.framing {
@@ -1027,18 +1031,15 @@ impl Driver {
         // Move whatever body bytes are already here before the app's first poll.
         self.feed_body();
         let fut = self.srv.app.call(scope, receiver, sender);
-        match (&self.cur, &keep) {
-            (Some(a), _) => run_app(&a.ex, fut),
-            (None, Some(ex)) => run_app(ex, fut),
-            (None, None) => unreachable!("an exchange without a body is not ended by feeding it"),
-        }
+        let ex = self.cur.as_ref().map(|a| &a.ex).or(keep.as_ref());
+        run_app(ex.expect("only a body can end the exchange"), fut);
     }
 
     /// The exchange of a new request and its connection object: a spare one when there is
     /// one, else a new one.
     fn exchange(
         &mut self,
-        mut ctx: ResponseContext,
+        ctx: ResponseContext,
         body_complete: bool,
         expect_continue: bool,
     ) -> (Arc<Exchange>, Connection) {
@@ -1048,8 +1049,7 @@ impl Driver {
                 return (ex, connection);
             }
         }
-        ctx.server_header = self.srv.server_header.clone();
-        let enc = ResponseEncoder::new(ctx);
+        let enc = ResponseEncoder::new(ctx, self.srv.server_header.clone());
         let (connection, control) = Connection::pair();
         let ex = Exchange::new(
             OutQueue::with_capacity(512),

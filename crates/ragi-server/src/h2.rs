@@ -54,7 +54,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 
 use crate::access_log::{self, AccessEntry};
-use crate::exchange::AppOutcome;
+use crate::exchange::{poll_app, AppOutcome};
 use crate::h2_check::{Checked, Signals};
 use crate::lifecycle::{Closed, ConnShared, ErrorReport};
 use crate::server::{Phase, ServerShared};
@@ -256,7 +256,7 @@ pub(crate) async fn serve_h2<T>(
     conn: Arc<ConnShared>,
     peer: SocketAddr,
     local: SocketAddr,
-    tls: Option<ragi::TlsInfo>,
+    tls: Option<Arc<ragi::TlsInfo>>,
 ) -> Closed
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -302,7 +302,7 @@ async fn run_connection<T>(
     conn: &Arc<ConnShared>,
     peer: SocketAddr,
     local: SocketAddr,
-    tls: Option<ragi::TlsInfo>,
+    tls: Option<Arc<ragi::TlsInfo>>,
     stats: &Arc<IoStats>,
     signals: &Signals,
     requests: &mut u64,
@@ -341,7 +341,7 @@ where
         conn: conn.clone(),
         peer,
         local,
-        tls: tls.map(Arc::new),
+        tls,
         stats: stats.clone(),
         resets: ResetBudget::default(),
         server_header: srv
@@ -835,27 +835,15 @@ fn start_stream(
     // waker (the inline poll's waker is a no-op).
     let mut fut = fut;
     let mut cx = Context::from_waker(Waker::noop());
-    let first =
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fut.as_mut().poll(&mut cx)));
-    let outcome = match first {
-        Ok(Poll::Pending) => None,
-        Ok(Poll::Ready(Ok(()))) => Some(AppOutcome::Returned),
-        Ok(Poll::Ready(Err(e))) => Some(AppOutcome::Failed(e.to_string())),
-        Err(panic) => Some(AppOutcome::Failed(crate::shared::panic_message(&panic))),
-    };
-    match outcome {
+    match poll_app(&mut fut, &mut cx) {
         // The driver steps right below: no wake-up needed.
-        Some(outcome) => shared.lock().app = Some(outcome),
-        None => {
+        Poll::Ready(outcome) => shared.lock().app = Some(outcome),
+        Poll::Pending => {
             let app_shared = shared.clone();
             ctx.conn.task_started();
             let conn = ctx.conn.clone();
             tokio::spawn(async move {
-                let outcome = match CatchUnwind(fut).await {
-                    Ok(Ok(())) => AppOutcome::Returned,
-                    Ok(Err(e)) => AppOutcome::Failed(e.to_string()),
-                    Err(msg) => AppOutcome::Failed(msg),
-                };
+                let outcome = std::future::poll_fn(|cx| poll_app(&mut fut, cx)).await;
                 app_shared.finish_app(outcome);
                 conn.task_done();
             });
@@ -867,7 +855,6 @@ fn start_stream(
     // then watches the client's reset from there.
     let mut driver = StreamDriver {
         shared: shared.clone(),
-        ctx: ctx.clone(),
         respond: Some(respond),
         send: None,
         head_only,
@@ -992,23 +979,8 @@ fn scope_headers(parts: &http::request::Parts) -> Headers {
 
 /// A request field's name as the scope carries it: common names without a copy.
 fn name_bytes(name: &HeaderName) -> Bytes {
-    let common: &'static str = match name.as_str() {
-        "accept" => "accept",
-        "accept-encoding" => "accept-encoding",
-        "accept-language" => "accept-language",
-        "authorization" => "authorization",
-        "cache-control" => "cache-control",
-        "content-length" => "content-length",
-        "content-type" => "content-type",
-        "if-modified-since" => "if-modified-since",
-        "if-none-match" => "if-none-match",
-        "origin" => "origin",
-        "referer" => "referer",
-        "te" => "te",
-        "user-agent" => "user-agent",
-        other => return Bytes::copy_from_slice(other.as_bytes()),
-    };
-    Bytes::from_static(common.as_bytes())
+    let name = name.as_str().as_bytes();
+    crate::proto::h1::request::well_known_name(name).unwrap_or_else(|| Bytes::copy_from_slice(name))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1160,15 +1132,11 @@ fn to_header_map(headers: Headers, trailers: bool) -> Result<(HeaderMap, Seen), 
 #[derive(Clone, Copy)]
 struct H2Sink<'a> {
     shared: &'a StreamShared,
-    ctx: &'a StreamCtx,
 }
 
 impl StreamShared {
     fn sink(&self) -> H2Sink<'_> {
-        H2Sink {
-            shared: self,
-            ctx: &self.ctx,
-        }
+        H2Sink { shared: self }
     }
 }
 
@@ -1205,7 +1173,7 @@ impl H2Sink<'_> {
                             return Err(invalid("invalid content-length header"));
                         }
                     }
-                    add_server_headers(self.ctx, &mut map, seen);
+                    add_server_headers(&self.shared.ctx, &mut map, seen);
                     let mut resp = Response::new(());
                     *resp.status_mut() =
                         StatusCode::from_u16(status).map_err(|_| invalid("invalid status"))?;
@@ -1491,7 +1459,6 @@ impl ReceiveSource for BodySource {
 /// the client's reset, and answers for the app when it fails.
 struct StreamDriver {
     shared: Arc<StreamShared>,
-    ctx: Arc<StreamCtx>,
     respond: Option<SendResponse<Bytes>>,
     send: Option<SendStream<Bytes>>,
     head_only: bool,
@@ -1510,7 +1477,7 @@ impl Drop for StreamDriver {
     fn drop(&mut self) {
         if let Some(mut entry) = self.log.take() {
             entry.finish(self.status, self.body_bytes);
-            access_log::write(self.ctx.srv.cfg.access_log, *entry);
+            access_log::write(self.shared.ctx.srv.cfg.access_log, *entry);
         }
     }
 }
@@ -1536,16 +1503,16 @@ impl StreamDriver {
     }
 
     fn report_error(&mut self, error: String, aborted: bool) {
-        let Some(hook) = self.ctx.srv.error_hook.clone() else {
+        let Some(hook) = self.shared.ctx.srv.error_hook.clone() else {
             return;
         };
         let report = ErrorReport {
-            id: self.ctx.conn.id.clone(),
+            id: self.shared.ctx.conn.id.clone(),
             request_line: self.request_line.take().unwrap_or_default(),
             error,
             aborted,
         };
-        let conn = self.ctx.conn.clone();
+        let conn = self.shared.ctx.conn.clone();
         conn.task_started();
         tokio::spawn(async move {
             let _ = CatchUnwind(hook(report)).await;
@@ -1565,10 +1532,10 @@ impl StreamDriver {
         match r {
             Poll::Pending => None,
             Poll::Ready(Ok(_)) => {
-                self.ctx.resets.client_reset();
+                self.shared.ctx.resets.client_reset();
                 Some(DisconnectReason::ClientClosed)
             }
-            Poll::Ready(Err(e)) => Some(reason_of(&e, &self.ctx.stats)),
+            Poll::Ready(Err(e)) => Some(reason_of(&e, &self.shared.ctx.stats)),
         }
     }
 
@@ -1590,7 +1557,7 @@ impl StreamDriver {
                 _ => None,
             };
             if let (Some(status), true) = (status, self.respond.is_some()) {
-                let mut resp = server_response(&self.ctx, status);
+                let mut resp = server_response(&self.shared.ctx, status);
                 resp.headers_mut()
                     .insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
                 if let Some(mut r) = self.respond.take() {
@@ -1620,7 +1587,8 @@ impl StreamDriver {
                             self.send = Some(s);
                         }
                         Err(e) => {
-                            self.shared.disconnect(reason_of(&e, &self.ctx.stats));
+                            self.shared
+                                .disconnect(reason_of(&e, &self.shared.ctx.stats));
                             return Step::Done;
                         }
                     }
@@ -1639,7 +1607,8 @@ impl StreamDriver {
                         drop(st);
                         if end {
                             if let Err(e) = s.send_data(Bytes::new(), true) {
-                                self.shared.disconnect(reason_of(&e, &self.ctx.stats));
+                                self.shared
+                                    .disconnect(reason_of(&e, &self.shared.ctx.stats));
                                 return Step::Done;
                             }
                             self.shared.control.complete();
@@ -1656,7 +1625,8 @@ impl StreamDriver {
                             Poll::Ready(Some(Err(e))) => {
                                 st.queue.push_front(Out::Data { data, end });
                                 drop(st);
-                                self.shared.disconnect(reason_of(&e, &self.ctx.stats));
+                                self.shared
+                                    .disconnect(reason_of(&e, &self.shared.ctx.stats));
                                 return Step::Done;
                             }
                             Poll::Ready(None) => {
@@ -1670,7 +1640,7 @@ impl StreamDriver {
                                 st.driver_waker = Some(cx.waker().clone());
                                 drop(st);
                                 // The client gives no window: a write stall.
-                                if let Some(limit) = self.ctx.srv.cfg.write_timeout {
+                                if let Some(limit) = self.shared.ctx.srv.cfg.write_timeout {
                                     let stall = self
                                         .stall
                                         .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
@@ -1709,7 +1679,8 @@ impl StreamDriver {
                     }
                     self.body_bytes += piece.len() as u64;
                     if let Err(e) = s.send_data(piece, last) {
-                        self.shared.disconnect(reason_of(&e, &self.ctx.stats));
+                        self.shared
+                            .disconnect(reason_of(&e, &self.shared.ctx.stats));
                         return Step::Done;
                     }
                     if last {
@@ -1724,7 +1695,8 @@ impl StreamDriver {
                         return Step::Done;
                     };
                     if let Err(e) = s.send_trailers(map) {
-                        self.shared.disconnect(reason_of(&e, &self.ctx.stats));
+                        self.shared
+                            .disconnect(reason_of(&e, &self.shared.ctx.stats));
                         return Step::Done;
                     }
                     self.shared.control.complete();
@@ -1748,7 +1720,7 @@ impl StreamDriver {
             self.shared.disconnect(DisconnectReason::ServerError);
             if let Some(mut respond) = self.respond.take() {
                 self.status = 500;
-                let mut resp = server_response(&self.ctx, 500);
+                let mut resp = server_response(&self.shared.ctx, 500);
                 resp.headers_mut()
                     .insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
                 let _ = respond.send_response(resp, true);

@@ -79,14 +79,12 @@ pub(crate) struct Signals {
     violation: AtomicU32,
     /// The client sent GOAWAY.
     client_goaway: AtomicBool,
-    /// Something above is set (one load on the hot path).
-    any: AtomicBool,
 }
 
 impl Signals {
     /// Whether anything was signalled since the last [`Signals::take_goaway`].
     pub(crate) fn pending(&self) -> bool {
-        self.any.load(Ordering::Acquire)
+        self.violation.load(Ordering::Acquire) != 0 || self.client_goaway.load(Ordering::Acquire)
     }
 
     /// The error code to end the connection with, once a violation was found.
@@ -99,11 +97,7 @@ impl Signals {
 
     /// Whether the client sent GOAWAY (reported once).
     pub(crate) fn take_goaway(&self) -> bool {
-        let g = self.client_goaway.swap(false, Ordering::AcqRel);
-        if self.violation.load(Ordering::Acquire) == 0 {
-            self.any.store(false, Ordering::Release);
-        }
-        g
+        self.client_goaway.swap(false, Ordering::AcqRel)
     }
 
     fn set_violation(&self, reason: Reason) {
@@ -113,12 +107,10 @@ impl Signals {
             Ordering::AcqRel,
             Ordering::Acquire,
         );
-        self.any.store(true, Ordering::Release);
     }
 
     fn set_goaway(&self) {
         self.client_goaway.store(true, Ordering::Release);
-        self.any.store(true, Ordering::Release);
     }
 }
 

@@ -244,7 +244,6 @@ fn in_net(addr: IpAddr, (net, prefix): (IpAddr, u8)) -> bool {
     }
 }
 
-/// State shared by a connection's driver, its app tasks and its handles.
 /// Wakes a connection's driver: [`Notify::notify_one`] for a single waiter (a wake-up given
 /// while nobody waits is kept for the next wait), made to be polled on every turn of the
 /// driver's loop: a poll neither registers nor removes a waiter in a list, it compares the
@@ -323,6 +322,7 @@ impl DriverWake {
     }
 }
 
+/// State shared by a connection's driver, its app tasks and its handles.
 pub(crate) struct ConnShared {
     pub(crate) id: ConnId,
     /// Wakes the driver: app output, body consumed, close requested.

@@ -528,9 +528,10 @@ async fn serve_connection(
         .as_ref()
         .is_some_and(|(session, _)| session.alpn_protocol() == Some(b"h2".as_slice()));
     let h2c = tls.is_none() && sniff_h2_preface(&stream, &shared).await;
+    // Built once: the notice, the HTTP/2 streams' and the HTTP/1.1 driver's scopes share it.
     let info = tls.as_ref().map(|(session, _)| Arc::new(session.info()));
     let protocol = if alpn_h2 || h2c { "h2" } else { "http/1.1" };
-    if !announce(&shared, &conn, &id, peer, local, info, protocol) {
+    if !announce(&shared, &conn, &id, peer, local, info.clone(), protocol) {
         conn.task_done();
         return;
     }
@@ -541,7 +542,6 @@ async fn serve_connection(
     let closed = if alpn_h2 {
         // ALPN chose h2: the h2 crate runs over the TLS session as an async byte stream.
         let (session, early) = tls.expect("checked");
-        let info = session.info();
         let io = crate::tls_io::TlsIo::new(stream, session, early);
         // Boxed, like the WebSocket path: a connection's task is as large as its largest
         // state, and idle HTTP/1.1 connections should not pay for HTTP/2's.
@@ -551,7 +551,7 @@ async fn serve_connection(
             conn.clone(),
             peer,
             local,
-            Some(info),
+            info,
         ))
         .await
     } else if h2c {
@@ -568,8 +568,8 @@ async fn serve_connection(
     } else {
         let mut driver =
             Driver::new(stream, shared.clone(), conn.clone(), peer, local).accepted_at(accepted_at);
-        if let Some((session, early)) = tls {
-            driver = driver.with_tls(session, early);
+        if let (Some((session, early)), Some(info)) = (tls, info) {
+            driver = driver.with_tls(session, early, info);
         }
         match driver.run().await {
             crate::h1::H1End::Closed(closed) => closed,

@@ -304,6 +304,16 @@ struct St {
     driver_waker: Option<Waker>,
 }
 
+impl St {
+    /// Runs `f` with the session's encoder (none before the handshake is answered) and the
+    /// output's tail buffer.
+    fn encode(&mut self, f: impl FnOnce(&mut Encoder, &mut BytesMut)) {
+        if let Some(enc) = self.encoder.as_mut() {
+            f(enc, &mut self.out.tail);
+        }
+    }
+}
+
 pub(crate) struct WsShared {
     st: Mutex<St>,
     hooks: TransportHooks,
@@ -479,10 +489,7 @@ impl WsSink {
                         "close code {code} may not be sent (RFC 6455 §7.4)"
                     )));
                 }
-                let enc = st.encoder.as_mut().expect("open");
-                let mut out = std::mem::take(&mut st.out.tail);
-                enc.close(code, &reason, &mut out);
-                st.out.tail = out;
+                st.encode(|enc, out| enc.close(code, &reason, out));
                 st.phase = AppPhase::Closed;
                 st.app_closed = true;
                 wake_driver(st);
@@ -864,7 +871,9 @@ impl<T: WsIo> Driver<T> {
             progress |= self.take_answer();
             progress |= self.take_app_state();
             progress |= self.poll_read(cx);
-            progress |= self.check_pending_failure(Instant::now());
+            // The clock only when a failure waits (almost never).
+            progress |=
+                self.pending_failure.is_some() && self.check_pending_failure(Instant::now());
             progress |= self.poll_write(cx);
             if self.state == State::Done {
                 return Poll::Ready(());
@@ -1122,11 +1131,7 @@ impl<T: WsIo> Driver<T> {
         }
         {
             let mut st = self.sh.lock();
-            let mut out = std::mem::take(&mut st.out.tail);
-            if let Some(enc) = st.encoder.as_mut() {
-                enc.close(code, text, &mut out);
-            }
-            st.out.tail = out;
+            st.encode(|enc, out| enc.close(code, text, out));
             st.app_closed = true;
         }
         let event_text = reason
@@ -1160,11 +1165,7 @@ impl<T: WsIo> Driver<T> {
     fn fail_protocol(&mut self, code: u16, text: &str, reason: DisconnectReason) {
         {
             let mut st = self.sh.lock();
-            let mut out = std::mem::take(&mut st.out.tail);
-            if let Some(enc) = st.encoder.as_mut() {
-                enc.close(code, text, &mut out);
-            }
-            st.out.tail = out;
+            st.encode(|enc, out| enc.close(code, text, out));
             st.app_closed = true;
         }
         self.end_for_app(code, reason.as_str().to_owned(), Some(reason));
@@ -1357,11 +1358,7 @@ impl<T: WsIo> Driver<T> {
                 Incoming::Ping(p) => {
                     if self.state == State::Open {
                         let mut st = self.sh.lock();
-                        let mut out = std::mem::take(&mut st.out.tail);
-                        if let Some(enc) = st.encoder.as_mut() {
-                            enc.pong(&p, &mut out);
-                        }
-                        st.out.tail = out;
+                        st.encode(|enc, out| enc.pong(&p, out));
                     }
                 }
                 Incoming::Pong(_) => {
@@ -1372,14 +1369,7 @@ impl<T: WsIo> Driver<T> {
                         // The client closes: answer with the same code.
                         {
                             let mut st = self.sh.lock();
-                            let mut out = std::mem::take(&mut st.out.tail);
-                            if let Some(enc) = st.encoder.as_mut() {
-                                match code {
-                                    Some(c) => enc.close(c, "", &mut out),
-                                    None => enc.close(1005, "", &mut out),
-                                }
-                            }
-                            st.out.tail = out;
+                            st.encode(|enc, out| enc.close(code.unwrap_or(1005), "", out));
                             st.app_closed = true;
                         }
                         let text = if reason.is_empty() {
@@ -1581,11 +1571,7 @@ impl<T: WsIo> Driver<T> {
                         self.ping_count += 1;
                         let payload = self.ping_count.to_be_bytes();
                         let mut st = self.sh.lock();
-                        let mut out = std::mem::take(&mut st.out.tail);
-                        if let Some(enc) = st.encoder.as_mut() {
-                            enc.ping(&payload, &mut out);
-                        }
-                        st.out.tail = out;
+                        st.encode(|enc, out| enc.ping(&payload, out));
                         drop(st);
                         if self.pong_deadline.is_none() {
                             self.pong_deadline = Some(now + timeout);

@@ -101,6 +101,18 @@ struct Shared {
     on_complete: Vec<CompleteCallback>,
 }
 
+impl Shared {
+    /// An open object's state: no outcome, no waiter, no callback.
+    fn open() -> Self {
+        Self {
+            outcome: Outcome::Open,
+            waiters: false,
+            on_disconnect: Vec::new(),
+            on_complete: Vec::new(),
+        }
+    }
+}
+
 impl Inner {
     fn lock(&self) -> spin::mutex::SpinMutexGuard<'_, Shared> {
         self.state.lock()
@@ -120,12 +132,7 @@ impl Connection {
             connected: AtomicBool::new(true),
             response_started: AtomicBool::new(false),
             response_complete: AtomicBool::new(false),
-            state: spin::mutex::SpinMutex::new(Shared {
-                outcome: Outcome::Open,
-                waiters: false,
-                on_disconnect: Vec::new(),
-                on_complete: Vec::new(),
-            }),
+            state: spin::mutex::SpinMutex::new(Shared::open()),
             notify: Notify::new(),
         });
         (
@@ -319,11 +326,7 @@ impl ConnectionControl {
         *inner.connected.get_mut() = true;
         *inner.response_started.get_mut() = false;
         *inner.response_complete.get_mut() = false;
-        let st = inner.state.get_mut();
-        st.outcome = Outcome::Open;
-        st.waiters = false;
-        st.on_disconnect.clear();
-        st.on_complete.clear();
+        *inner.state.get_mut() = Shared::open();
         Some(self.connection())
     }
 }

@@ -310,8 +310,9 @@ type Span = (u32, u16, u32, u32);
 type Spans = smallvec::SmallVec<[Span; 16]>;
 
 /// Common header names as static lower-case bytes (no allocation for `Host:` and friends).
-fn well_known_name(name: &[u8]) -> Option<Bytes> {
-    const NAMES: [&str; 14] = [
+/// HTTP/2 request fields use it too.
+pub(crate) fn well_known_name(name: &[u8]) -> Option<Bytes> {
+    const NAMES: [&str; 18] = [
         "host",
         "user-agent",
         "accept",
@@ -326,6 +327,10 @@ fn well_known_name(name: &[u8]) -> Option<Bytes> {
         "cache-control",
         "upgrade",
         "authorization",
+        "origin",
+        "te",
+        "if-modified-since",
+        "if-none-match",
     ];
     NAMES
         .iter()

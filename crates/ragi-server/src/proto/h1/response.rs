@@ -188,8 +188,6 @@ pub(crate) struct ResponseContext {
     pub(crate) head_request: bool,
     /// The connection closes after this response (the request asked, or the server decided).
     pub(crate) close: bool,
-    /// The `server` header value; `None` to send none.
-    pub(crate) server_header: Option<Bytes>,
     /// When the request's bytes were read, while that is recent enough to date the response
     /// by (see [`crate::date::with_date_line_at`]); `None` reads the clock.
     pub(crate) arrived: Option<std::time::Instant>,
@@ -199,6 +197,9 @@ pub(crate) struct ResponseContext {
 #[derive(Debug)]
 pub(crate) struct ResponseEncoder {
     ctx: ResponseContext,
+    /// The `server` header value (the server's, the same for every response); `None` to send
+    /// none.
+    server_header: Option<Bytes>,
     state: State,
     status: u16,
     body_bytes: u64,
@@ -209,24 +210,21 @@ fn invalid(why: impl Into<String>) -> SendError {
 }
 
 impl ResponseEncoder {
-    pub(crate) fn new(ctx: ResponseContext) -> Self {
+    pub(crate) fn new(ctx: ResponseContext, server_header: Option<Bytes>) -> Self {
         Self {
             ctx,
+            server_header,
             state: State::Init,
             status: 0,
             body_bytes: 0,
         }
     }
 
-    /// Makes this encoder the next response's (as [`ResponseEncoder::new`] would), keeping its
-    /// server header: `ctx.server_header` is ignored.
+    /// Makes this encoder the next response's, as [`ResponseEncoder::new`] would with the same
+    /// server header.
     pub(crate) fn renew(&mut self, ctx: ResponseContext) {
-        let server_header = self.ctx.server_header.take();
         self.ctx = ctx;
-        self.ctx.server_header = server_header;
-        if !matches!(self.state, State::Init) {
-            self.state = State::Init;
-        }
+        self.state = State::Init;
         self.status = 0;
         self.body_bytes = 0;
     }
@@ -506,7 +504,7 @@ impl ResponseEncoder {
         if !has_date {
             with_date_line_at(self.ctx.arrived, |line| out.put_slice(line));
         }
-        if let (false, Some(s)) = (has_server, &self.ctx.server_header) {
+        if let (false, Some(s)) = (has_server, &self.server_header) {
             out.put_slice(b"server: ");
             out.put_slice(s);
             out.put_slice(b"\r\n");
@@ -603,9 +601,12 @@ mod tests {
             version,
             head_request: head,
             close: false,
-            server_header: Some(Bytes::from_static(b"ragi")),
             arrived: None,
         }
+    }
+
+    fn encoder(version: HttpVersion, head: bool) -> ResponseEncoder {
+        ResponseEncoder::new(ctx(version, head), Some(Bytes::from_static(b"ragi")))
     }
 
     fn drain(q: &mut OutQueue) -> String {
@@ -619,7 +620,7 @@ mod tests {
 
     #[test]
     fn one_piece_gets_a_length() {
-        let mut e = ResponseEncoder::new(ctx(HttpVersion::Http11, false));
+        let mut e = encoder(HttpVersion::Http11, false);
         let mut q = OutQueue::default();
         e.start(
             200,
@@ -641,7 +642,7 @@ mod tests {
 
     #[test]
     fn streaming_is_chunked_and_trailers_follow() {
-        let mut e = ResponseEncoder::new(ctx(HttpVersion::Http11, false));
+        let mut e = encoder(HttpVersion::Http11, false);
         let mut q = OutQueue::default();
         e.start(200, Headers::new(), true).unwrap();
         assert!(!e.body(Bytes::from_static(b"abc"), true, &mut q).unwrap());
@@ -657,7 +658,7 @@ mod tests {
 
     #[test]
     fn http10_without_length_closes() {
-        let mut e = ResponseEncoder::new(ctx(HttpVersion::Http10, false));
+        let mut e = encoder(HttpVersion::Http10, false);
         let mut q = OutQueue::default();
         e.start(200, Headers::new(), false).unwrap();
         e.body(Bytes::from_static(b"a"), true, &mut q).unwrap();
@@ -667,7 +668,7 @@ mod tests {
 
     #[test]
     fn head_writes_no_body() {
-        let mut e = ResponseEncoder::new(ctx(HttpVersion::Http11, true));
+        let mut e = encoder(HttpVersion::Http11, true);
         let mut q = OutQueue::default();
         e.start(200, Headers::new(), false).unwrap();
         assert!(e.body(Bytes::from_static(b"Hello"), false, &mut q).unwrap());
@@ -678,7 +679,7 @@ mod tests {
     #[test]
     fn bad_events_are_refused() {
         let mut q = OutQueue::default();
-        let mut e = ResponseEncoder::new(ctx(HttpVersion::Http11, false));
+        let mut e = encoder(HttpVersion::Http11, false);
         assert!(e
             .body(Bytes::new(), false, &mut q)
             .unwrap_err()

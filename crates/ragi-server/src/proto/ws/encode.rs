@@ -53,7 +53,6 @@ impl Encoder {
         }
     }
 
-    /// Appends a ping. A payload longer than 125 bytes is cut to 125 (a control frame's limit).
     /// Like [`Encoder::message`], but without copying a large uncompressed payload: the frame
     /// header goes to `out` and the payload comes back, to be written right after it.
     pub(crate) fn message_owned(
@@ -77,6 +76,7 @@ impl Encoder {
         Some(payload)
     }
 
+    /// Appends a ping. A payload longer than 125 bytes is cut to 125 (a control frame's limit).
     pub(crate) fn ping(&mut self, payload: &[u8], out: &mut BytesMut) {
         control(out, OP_PING, payload);
     }
