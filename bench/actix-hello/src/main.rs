@@ -14,32 +14,9 @@ async fn hello() -> HttpResponse {
         .body("Hello, World!")
 }
 
-fn usage(msg: &str) -> ! {
-    eprintln!("actix-hello: {msg}\nusage: actix-hello [--listen ADDR]");
-    std::process::exit(2);
-}
-
-fn parse_args() -> String {
-    let mut listen = String::from("127.0.0.1:8082");
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        if arg == "--listen" {
-            listen = args.next().unwrap_or_else(|| usage("--listen needs a value"));
-        } else if let Some(v) = arg.strip_prefix("--listen=") {
-            listen = v.to_string();
-        } else if arg == "-h" || arg == "--help" {
-            eprintln!("usage: actix-hello [--listen ADDR]");
-            std::process::exit(0);
-        } else {
-            usage(&format!("unknown argument {arg:?}"));
-        }
-    }
-    listen
-}
-
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
-    let listen = parse_args();
+    let listen = bench_common::listen_arg_raw("actix-hello", "127.0.0.1:8082");
     let server = HttpServer::new(|| App::new().default_service(web::to(hello)))
         .workers(1)
         .keep_alive(KeepAlive::Os)

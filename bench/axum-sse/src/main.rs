@@ -45,31 +45,6 @@ struct PublishParams {
     interval_us: Option<u64>,
 }
 
-fn parse_args() -> SocketAddr {
-    let mut listen = String::from("127.0.0.1:8085");
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        if arg == "--listen" {
-            listen = args.next().unwrap_or_else(|| usage("--listen needs a value"));
-        } else if let Some(v) = arg.strip_prefix("--listen=") {
-            listen = v.to_string();
-        } else if arg == "-h" || arg == "--help" {
-            eprintln!("usage: axum-sse [--listen ADDR]");
-            std::process::exit(0);
-        } else {
-            usage(&format!("unknown argument {arg:?}"));
-        }
-    }
-    listen
-        .parse()
-        .unwrap_or_else(|e| usage(&format!("bad --listen address {listen:?}: {e}")))
-}
-
-fn usage(msg: &str) -> ! {
-    eprintln!("axum-sse: {msg}\nusage: axum-sse [--listen ADDR]");
-    std::process::exit(2);
-}
-
 fn now_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -104,7 +79,10 @@ async fn publish(State(hub): State<Arc<Hub>>, Query(p): Query<PublishParams>) ->
         let data: Arc<str> = format!("{} {}", first + i, now_ns()).into();
         let _ = hub.tx.send(data); // Err only when nobody is subscribed
     }
-    format!("first={first} n={n} receivers={}\n", hub.tx.receiver_count())
+    format!(
+        "first={first} n={n} receivers={}\n",
+        hub.tx.receiver_count()
+    )
 }
 
 async fn subscribers(State(hub): State<Arc<Hub>>) -> String {
@@ -112,15 +90,8 @@ async fn subscribers(State(hub): State<Arc<Hub>>) -> String {
 }
 
 fn main() {
-    let addr = parse_args();
-    // The same choice as ragi-cli's main: one CPU -> current-thread runtime.
-    let one_cpu = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
-    let mut builder = if one_cpu {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-    };
-    let rt = builder.enable_all().build().expect("build tokio runtime");
+    let addr = bench_common::listen_arg("axum-sse", "127.0.0.1:8085");
+    let rt = bench_common::runtime();
     rt.block_on(serve(addr));
 }
 

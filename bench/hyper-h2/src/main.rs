@@ -29,40 +29,9 @@ async fn hello(_req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infalli
     Ok(resp)
 }
 
-fn parse_args() -> SocketAddr {
-    let mut listen = String::from("127.0.0.1:8082");
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        if arg == "--listen" {
-            listen = args
-                .next()
-                .unwrap_or_else(|| usage("--listen needs a value"));
-        } else if let Some(v) = arg.strip_prefix("--listen=") {
-            listen = v.to_string();
-        } else if arg == "-h" || arg == "--help" {
-            eprintln!("usage: hyper-h2 [--listen ADDR]");
-            std::process::exit(0);
-        } else {
-            usage(&format!("unknown argument {arg:?}"));
-        }
-    }
-    listen
-        .parse()
-        .unwrap_or_else(|e| usage(&format!("bad --listen address {listen:?}: {e}")))
-}
-
-fn usage(msg: &str) -> ! {
-    eprintln!("hyper-h2: {msg}\nusage: hyper-h2 [--listen ADDR]");
-    std::process::exit(2);
-}
-
 fn main() {
-    let addr = parse_args();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .enable_time()
-        .build()
-        .expect("build tokio runtime");
+    let addr = bench_common::listen_arg("hyper-h2", "127.0.0.1:8082");
+    let rt = bench_common::current_thread_runtime();
     rt.block_on(serve(addr));
 }
 

@@ -105,11 +105,7 @@ fn tls_config(cert: &str, key: &str) -> Arc<rustls::ServerConfig> {
 fn main() {
     let args = parse_args();
     let config = tls_config(&args.cert, &args.key);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .enable_time()
-        .build()
-        .expect("build tokio runtime");
+    let rt = bench_common::current_thread_runtime();
     rt.block_on(serve(args.listen, TlsAcceptor::from(config)));
 }
 

@@ -39,31 +39,6 @@ struct Hub {
     seq: AtomicU64,
 }
 
-fn parse_args() -> SocketAddr {
-    let mut listen = String::from("127.0.0.1:8084");
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        if arg == "--listen" {
-            listen = args.next().unwrap_or_else(|| usage("--listen needs a value"));
-        } else if let Some(v) = arg.strip_prefix("--listen=") {
-            listen = v.to_string();
-        } else if arg == "-h" || arg == "--help" {
-            eprintln!("usage: ragi-sse [--listen ADDR]");
-            std::process::exit(0);
-        } else {
-            usage(&format!("unknown argument {arg:?}"));
-        }
-    }
-    listen
-        .parse()
-        .unwrap_or_else(|e| usage(&format!("bad --listen address {listen:?}: {e}")))
-}
-
-fn usage(msg: &str) -> ! {
-    eprintln!("ragi-sse: {msg}\nusage: ragi-sse [--listen ADDR]");
-    std::process::exit(2);
-}
-
 fn query_param(query: Option<&str>, name: &str) -> Option<u64> {
     query?
         .split('&')
@@ -152,9 +127,16 @@ async fn http(hub: &Hub, scope: Scope, mut receive: Receiver, send: Sender) -> A
         "/subscribers" => (200, format!("{}\n", hub.tx.receiver_count())),
         "/publish" => {
             let n = query_param(scope.query(), "n").unwrap_or(1);
-            let interval = Duration::from_micros(query_param(scope.query(), "interval_us").unwrap_or(0));
+            let interval =
+                Duration::from_micros(query_param(scope.query(), "interval_us").unwrap_or(0));
             let first = publish(hub, n, interval).await;
-            (200, format!("first={first} n={n} receivers={}\n", hub.tx.receiver_count()))
+            (
+                200,
+                format!(
+                    "first={first} n={n} receivers={}\n",
+                    hub.tx.receiver_count()
+                ),
+            )
         }
         _ => (404, "Not Found\n".to_owned()),
     };
@@ -194,15 +176,8 @@ async fn lifespan(mut receive: Receiver, send: Sender) -> AppResult {
 }
 
 fn main() {
-    let addr = parse_args();
-    // The same choice as ragi-cli's main: one CPU -> current-thread runtime.
-    let one_cpu = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
-    let mut builder = if one_cpu {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-    };
-    let rt = builder.enable_all().build().expect("build tokio runtime");
+    let addr = bench_common::listen_arg("ragi-sse", "127.0.0.1:8084");
+    let rt = bench_common::runtime();
     if let Err(e) = rt.block_on(serve(addr)) {
         eprintln!("ragi-sse: {e}");
         std::process::exit(1);

@@ -25,31 +25,6 @@ use ragi::{
 };
 use ragi_server::{Config, Server};
 
-fn parse_args() -> SocketAddr {
-    let mut listen = String::from("127.0.0.1:8083");
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        if arg == "--listen" {
-            listen = args.next().unwrap_or_else(|| usage("--listen needs a value"));
-        } else if let Some(v) = arg.strip_prefix("--listen=") {
-            listen = v.to_string();
-        } else if arg == "-h" || arg == "--help" {
-            eprintln!("usage: ragi-ws-echo [--listen ADDR]");
-            std::process::exit(0);
-        } else {
-            usage(&format!("unknown argument {arg:?}"));
-        }
-    }
-    listen
-        .parse()
-        .unwrap_or_else(|e| usage(&format!("bad --listen address {listen:?}: {e}")))
-}
-
-fn usage(msg: &str) -> ! {
-    eprintln!("ragi-ws-echo: {msg}\nusage: ragi-ws-echo [--listen ADDR]");
-    std::process::exit(2);
-}
-
 async fn app(scope: Scope, receive: Receiver, send: Sender) -> AppResult {
     match scope.kind {
         ScopeKind::WebSocket => echo(receive, send).await,
@@ -73,16 +48,15 @@ async fn echo(mut receive: Receiver, send: Sender) -> AppResult {
         return Ok(());
     }
     loop {
-        match receive.receive().await {
-            ReceiveEvent::WebSocketReceive(msg) => {
-                if send.send(SendEvent::WebSocketSend(msg)).await.is_err() {
-                    return Ok(());
-                }
-            }
+        let msg = match receive.receive().await {
+            ReceiveEvent::WebSocketReceive(msg) => msg,
             ReceiveEvent::WebSocketDisconnect { .. } | ReceiveEvent::Disconnect { .. } => {
                 return Ok(())
             }
-            _ => {}
+            _ => continue,
+        };
+        if send.send(SendEvent::WebSocketSend(msg)).await.is_err() {
+            return Ok(());
         }
     }
 }
@@ -127,15 +101,8 @@ async fn lifespan(mut receive: Receiver, send: Sender) -> AppResult {
 }
 
 fn main() {
-    let addr = parse_args();
-    // The same choice as ragi-cli's main: one CPU -> current-thread runtime.
-    let one_cpu = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
-    let mut builder = if one_cpu {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-    };
-    let rt = builder.enable_all().build().expect("build tokio runtime");
+    let addr = bench_common::listen_arg("ragi-ws-echo", "127.0.0.1:8083");
+    let rt = bench_common::runtime();
     if let Err(e) = rt.block_on(serve(addr)) {
         eprintln!("ragi-ws-echo: {e}");
         std::process::exit(1);
@@ -205,9 +172,13 @@ mod tests {
             },
         ])));
         let record = Record::default();
-        super::app(Scope::new(ScopeKind::WebSocket), receive, Sender::new(record.clone()))
-            .await
-            .unwrap();
+        super::app(
+            Scope::new(ScopeKind::WebSocket),
+            receive,
+            Sender::new(record.clone()),
+        )
+        .await
+        .unwrap();
         let sent = record.0.lock().unwrap().clone();
         assert_eq!(
             sent,

@@ -73,27 +73,48 @@ fn parse_args() -> Opts {
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
-        let mut val = |name: &str| args.next().unwrap_or_else(|| usage(&format!("{name} needs a value")));
+        let mut val = |name: &str| {
+            args.next()
+                .unwrap_or_else(|| usage(&format!("{name} needs a value")))
+        };
         match arg.as_str() {
             "--addr" => {
                 let a = val("--addr");
-                o.addr = a.trim_start_matches("http://").trim_end_matches('/').to_string();
+                o.addr = a
+                    .trim_start_matches("http://")
+                    .trim_end_matches('/')
+                    .to_string();
             }
             "-c" | "--subscribers" => {
-                o.subscribers = val("-c").parse().unwrap_or_else(|_| usage("bad --subscribers"))
+                o.subscribers = val("-c")
+                    .parse()
+                    .unwrap_or_else(|_| usage("bad --subscribers"))
             }
-            "--events" => o.events = val("--events").parse().unwrap_or_else(|_| usage("bad --events")),
-            "--bursts" => o.bursts = val("--bursts").parse().unwrap_or_else(|_| usage("bad --bursts")),
+            "--events" => {
+                o.events = val("--events")
+                    .parse()
+                    .unwrap_or_else(|_| usage("bad --events"))
+            }
+            "--bursts" => {
+                o.bursts = val("--bursts")
+                    .parse()
+                    .unwrap_or_else(|_| usage("bad --bursts"))
+            }
             "--interval-us" => {
-                o.interval_us = val("--interval-us").parse().unwrap_or_else(|_| usage("bad --interval-us"))
+                o.interval_us = val("--interval-us")
+                    .parse()
+                    .unwrap_or_else(|_| usage("bad --interval-us"))
             }
             "--pause-ms" => {
                 o.pause = Duration::from_millis(
-                    val("--pause-ms").parse().unwrap_or_else(|_| usage("bad --pause-ms")),
+                    val("--pause-ms")
+                        .parse()
+                        .unwrap_or_else(|_| usage("bad --pause-ms")),
                 )
             }
             "--timeout" => {
-                o.timeout = parse_duration(&val("--timeout")).unwrap_or_else(|| usage("bad --timeout"))
+                o.timeout =
+                    parse_duration(&val("--timeout")).unwrap_or_else(|| usage("bad --timeout"))
             }
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -146,7 +167,9 @@ fn parse_head(head: &[u8]) -> Result<Head, String> {
         content_length: None,
     };
     for line in lines {
-        let Some((name, value)) = line.split_once(':') else { continue };
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
         let (name, value) = (name.trim().to_ascii_lowercase(), value.trim());
         match name.as_str() {
             "transfer-encoding" => h.chunked = value.to_ascii_lowercase().contains("chunked"),
@@ -173,7 +196,10 @@ struct BodyDecoder {
 
 impl BodyDecoder {
     fn new(chunked: bool) -> Self {
-        Self { chunked, state: Chunk::Size }
+        Self {
+            chunked,
+            state: Chunk::Size,
+        }
     }
 
     fn done(&self) -> bool {
@@ -191,14 +217,20 @@ impl BodyDecoder {
         loop {
             match self.state {
                 Chunk::Size => {
-                    let Some(i) = find(&raw[pos..], b"\r\n") else { break };
+                    let Some(i) = find(&raw[pos..], b"\r\n") else {
+                        break;
+                    };
                     let line = &raw[pos..pos + i];
                     let hex = line.split(|&b| b == b';').next().unwrap_or(b"");
                     let hex = std::str::from_utf8(hex).map_err(|_| "bad chunk size".to_string())?;
                     let size = usize::from_str_radix(hex.trim(), 16)
                         .map_err(|_| format!("bad chunk size {hex:?}"))?;
                     pos += i + 2;
-                    self.state = if size == 0 { Chunk::Done } else { Chunk::Data(size) };
+                    self.state = if size == 0 {
+                        Chunk::Done
+                    } else {
+                        Chunk::Data(size)
+                    };
                 }
                 Chunk::Data(rem) => {
                     let avail = raw.len() - pos;
@@ -208,7 +240,11 @@ impl BodyDecoder {
                     let take = rem.min(avail);
                     out.extend_from_slice(&raw[pos..pos + take]);
                     pos += take;
-                    self.state = if take == rem { Chunk::DataEnd } else { Chunk::Data(rem - take) };
+                    self.state = if take == rem {
+                        Chunk::DataEnd
+                    } else {
+                        Chunk::Data(rem - take)
+                    };
                 }
                 Chunk::DataEnd => {
                     if raw.len() - pos < 2 {
@@ -241,13 +277,19 @@ struct Shared {
 
 /// A one-shot request on its own connection (`connection: close`): (status, decoded body).
 async fn request(addr: &str, method: &str, target: &str) -> Result<(u16, String), String> {
-    let mut s = TcpStream::connect(addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
+    let mut s = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect {addr}: {e}"))?;
     let req = format!(
         "{method} {target} HTTP/1.1\r\nhost: {addr}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
     );
-    s.write_all(req.as_bytes()).await.map_err(|e| format!("write: {e}"))?;
+    s.write_all(req.as_bytes())
+        .await
+        .map_err(|e| format!("write: {e}"))?;
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).await.map_err(|e| format!("read: {e}"))?;
+    s.read_to_end(&mut raw)
+        .await
+        .map_err(|e| format!("read: {e}"))?;
     let end = find(&raw, b"\r\n\r\n").ok_or("no complete response head")? + 4;
     let head = parse_head(&raw[..end])?;
     let mut body_raw = raw[end..].to_vec();
@@ -437,7 +479,10 @@ async fn run(o: Opts) -> i32 {
                 return 1;
             }
             Ok(None) | Err(_) => {
-                eprintln!("sseload: only {ready} of {} subscribers were ready in time", o.subscribers);
+                eprintln!(
+                    "sseload: only {ready} of {} subscribers were ready in time",
+                    o.subscribers
+                );
                 return 1;
             }
         }
@@ -461,7 +506,10 @@ async fn run(o: Opts) -> i32 {
             }
         }
         if tokio::time::Instant::now() > setup_deadline {
-            eprintln!("sseload: the server does not count {} subscribers", o.subscribers);
+            eprintln!(
+                "sseload: the server does not count {} subscribers",
+                o.subscribers
+            );
             return 1;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -496,7 +544,9 @@ async fn run(o: Opts) -> i32 {
             Ok((200, _)) => {}
             Ok((status, body)) => {
                 errors += 1;
-                first_error.get_or_insert(format!("burst {b}: POST {target} answered {status}: {body:?}"));
+                first_error.get_or_insert(format!(
+                    "burst {b}: POST {target} answered {status}: {body:?}"
+                ));
             }
             Err(e) => {
                 errors += 1;
@@ -540,7 +590,11 @@ async fn run(o: Opts) -> i32 {
     let bad = shared.bad.load(Ordering::Relaxed);
     errors += bad;
     let total_span: u64 = spans_ns.iter().sum();
-    let rate = if total_span > 0 { delivered as f64 / (total_span as f64 / 1e9) } else { 0.0 };
+    let rate = if total_span > 0 {
+        delivered as f64 / (total_span as f64 / 1e9)
+    } else {
+        0.0
+    };
     spans_ns.sort_unstable();
     samples.sort_unstable();
     let us = |ns: u64| ns as f64 / 1000.0;

@@ -18,41 +18,9 @@ use std::time::Duration;
 use futures_util::{future, StreamExt, TryStreamExt};
 use tokio::net::TcpListener;
 
-fn parse_args() -> SocketAddr {
-    let mut listen = String::from("127.0.0.1:8082");
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        if arg == "--listen" {
-            listen = args.next().unwrap_or_else(|| usage("--listen needs a value"));
-        } else if let Some(v) = arg.strip_prefix("--listen=") {
-            listen = v.to_string();
-        } else if arg == "-h" || arg == "--help" {
-            eprintln!("usage: tungstenite-echo [--listen ADDR]");
-            std::process::exit(0);
-        } else {
-            usage(&format!("unknown argument {arg:?}"));
-        }
-    }
-    listen
-        .parse()
-        .unwrap_or_else(|e| usage(&format!("bad --listen address {listen:?}: {e}")))
-}
-
-fn usage(msg: &str) -> ! {
-    eprintln!("tungstenite-echo: {msg}\nusage: tungstenite-echo [--listen ADDR]");
-    std::process::exit(2);
-}
-
 fn main() {
-    let addr = parse_args();
-    // The same choice as ragi-cli's main: one CPU -> current-thread runtime.
-    let one_cpu = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
-    let mut builder = if one_cpu {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-    };
-    let rt = builder.enable_all().build().expect("build tokio runtime");
+    let addr = bench_common::listen_arg("tungstenite-echo", "127.0.0.1:8082");
+    let rt = bench_common::runtime();
     rt.block_on(serve(addr));
 }
 

@@ -49,7 +49,8 @@ struct Opts {
     timeout: Duration,
 }
 
-const USAGE: &str = "usage: wsload --url ws://HOST:PORT/PATH [-c CONNECTIONS (100)] [--size BYTES (64)] \
+const USAGE: &str =
+    "usage: wsload --url ws://HOST:PORT/PATH [-c CONNECTIONS (100)] [--size BYTES (64)] \
 [--window N (1)] [--duration 8s] [--timeout 10s] [--check]";
 
 fn usage(msg: &str) -> ! {
@@ -86,19 +87,34 @@ fn parse_args() -> Opts {
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
-        let mut val = |name: &str| args.next().unwrap_or_else(|| usage(&format!("{name} needs a value")));
+        let mut val = |name: &str| {
+            args.next()
+                .unwrap_or_else(|| usage(&format!("{name} needs a value")))
+        };
         match arg.as_str() {
             "--url" => o.url = val("--url"),
             "-c" | "--connections" => {
-                o.connections = val("-c").parse().unwrap_or_else(|_| usage("bad --connections"))
+                o.connections = val("-c")
+                    .parse()
+                    .unwrap_or_else(|_| usage("bad --connections"))
             }
-            "--size" => o.size = val("--size").parse().unwrap_or_else(|_| usage("bad --size")),
-            "--window" => o.window = val("--window").parse().unwrap_or_else(|_| usage("bad --window")),
+            "--size" => {
+                o.size = val("--size")
+                    .parse()
+                    .unwrap_or_else(|_| usage("bad --size"))
+            }
+            "--window" => {
+                o.window = val("--window")
+                    .parse()
+                    .unwrap_or_else(|_| usage("bad --window"))
+            }
             "-d" | "--duration" => {
-                o.duration = parse_duration(&val("--duration")).unwrap_or_else(|| usage("bad --duration"))
+                o.duration =
+                    parse_duration(&val("--duration")).unwrap_or_else(|| usage("bad --duration"))
             }
             "--timeout" => {
-                o.timeout = parse_duration(&val("--timeout")).unwrap_or_else(|| usage("bad --timeout"))
+                o.timeout =
+                    parse_duration(&val("--timeout")).unwrap_or_else(|| usage("bad --timeout"))
             }
             "--check" => o.check = true,
             "-h" | "--help" => {
@@ -129,7 +145,11 @@ fn split_url(url: &str) -> Result<(String, String), String> {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
-    let hp = if hp.contains(':') { hp.to_string() } else { format!("{hp}:80") };
+    let hp = if hp.contains(':') {
+        hp.to_string()
+    } else {
+        format!("{hp}:80")
+    };
     Ok((hp, path.to_string()))
 }
 
@@ -171,9 +191,18 @@ async fn connect(addr: &str, path: &str, timeout: Duration) -> Result<Session, (
         };
         let head = String::from_utf8_lossy(&rbuf[..end]).into_owned();
         let mut lines = head.split("\r\n");
-        let status = lines.next().unwrap_or("").split(' ').nth(1).unwrap_or("").to_string();
+        let status = lines
+            .next()
+            .unwrap_or("")
+            .split(' ')
+            .nth(1)
+            .unwrap_or("")
+            .to_string();
         if status != "101" {
-            return Err((true, format!("handshake answered with HTTP {status} instead of 101")));
+            return Err((
+                true,
+                format!("handshake answered with HTTP {status} instead of 101"),
+            ));
         }
         let want = tungstenite::handshake::derive_accept_key(key.as_bytes());
         let accept = lines
@@ -181,7 +210,10 @@ async fn connect(addr: &str, path: &str, timeout: Duration) -> Result<Session, (
             .find(|(n, _)| n.trim().eq_ignore_ascii_case("sec-websocket-accept"))
             .map(|(_, v)| v.trim().to_string());
         if accept.as_deref() != Some(want.as_str()) {
-            return Err((false, format!("bad sec-websocket-accept {accept:?}, want {want:?}")));
+            return Err((
+                false,
+                format!("bad sec-websocket-accept {accept:?}, want {want:?}"),
+            ));
         }
         rbuf.drain(..end);
         Ok(Session { tcp, rbuf })
@@ -210,7 +242,11 @@ impl Framer {
         let key = ((z ^ (z >> 31)) as u32 | 1).to_be_bytes();
         let header = frame_header(0x2, size, key);
         let tail_masked = (16..size).map(|i| b'x' ^ key[i % 4]).collect();
-        Self { key, header, tail_masked }
+        Self {
+            key,
+            header,
+            tail_masked,
+        }
     }
 
     /// Appends one data frame carrying `sent_ns` and `seq` to `out`.
@@ -249,7 +285,9 @@ fn frame_header(opcode: u8, len: usize, key: [u8; 4]) -> Vec<u8> {
 }
 
 /// One server frame: (fin, opcode, payload range in the buffer, total frame length).
-fn parse_frame(buf: &[u8]) -> Result<Option<(bool, u8, std::ops::Range<usize>, usize)>, String> {
+type Frame = (bool, u8, std::ops::Range<usize>, usize);
+
+fn parse_frame(buf: &[u8]) -> Result<Option<Frame>, String> {
     if buf.len() < 2 {
         return Ok(None);
     }
@@ -259,7 +297,10 @@ fn parse_frame(buf: &[u8]) -> Result<Option<(bool, u8, std::ops::Range<usize>, u
     }
     let (len, hlen) = match buf[1] & 0x7f {
         126 if buf.len() >= 4 => (u16::from_be_bytes([buf[2], buf[3]]) as usize, 4),
-        127 if buf.len() >= 10 => (u64::from_be_bytes(buf[2..10].try_into().unwrap()) as usize, 10),
+        127 if buf.len() >= 10 => (
+            u64::from_be_bytes(buf[2..10].try_into().unwrap()) as usize,
+            10,
+        ),
         126 | 127 => return Ok(None),
         n => (n as usize, 2),
     };
@@ -287,7 +328,10 @@ async fn run_session(
     deadline: Instant,
     timeout: Duration,
 ) -> ConnResult {
-    let mut res = ConnResult { samples: Vec::with_capacity(1 << 14), ..Default::default() };
+    let mut res = ConnResult {
+        samples: Vec::with_capacity(1 << 14),
+        ..Default::default()
+    };
     match session_loop(&mut s, size, window, seed, t0, deadline, timeout, &mut res).await {
         Ok(()) => {}
         Err(e) => res.error = Some(e),
@@ -488,8 +532,12 @@ async fn run(o: Opts) -> i32 {
     let t0 = Instant::now();
     let mut handles = Vec::with_capacity(o.connections);
     for i in 0..o.connections {
-        let (addr, path, ready_tx, mut start_rx) =
-            (addr.clone(), path.clone(), ready_tx.clone(), start_rx.clone());
+        let (addr, path, ready_tx, mut start_rx) = (
+            addr.clone(),
+            path.clone(),
+            ready_tx.clone(),
+            start_rx.clone(),
+        );
         let (size, window, timeout) = (o.size, o.window, o.timeout);
         handles.push(tokio::spawn(async move {
             let s = match connect(&addr, &path, timeout).await {
@@ -523,7 +571,10 @@ async fn run(o: Opts) -> i32 {
                 return 1;
             }
             Ok(None) | Err(_) => {
-                eprintln!("wsload: only {connected} of {} connections were ready in time", o.connections);
+                eprintln!(
+                    "wsload: only {connected} of {} connections were ready in time",
+                    o.connections
+                );
                 return 1;
             }
         }
