@@ -31,12 +31,18 @@ thread_local! {
 
 impl Line {
     /// Brings the line up to the moment `at` (a recent `Instant`; `None` reads the clock).
+    #[inline]
     fn refresh(&mut self, at: Option<Instant>) {
         if let (Some(at), Some((from, until))) = (at, self.span) {
             if from <= at && at < until {
                 return;
             }
         }
+        self.read_clock(at);
+    }
+
+    /// [`Line::refresh`] when the cached span does not cover `at`: reads the clock.
+    fn read_clock(&mut self, at: Option<Instant>) {
         let now = SystemTime::now();
         let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
         let secs = since.as_secs();

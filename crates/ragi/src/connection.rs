@@ -326,7 +326,17 @@ impl ConnectionControl {
         *inner.connected.get_mut() = true;
         *inner.response_started.get_mut() = false;
         *inner.response_complete.get_mut() = false;
-        *inner.state.get_mut() = Shared::open();
+        // Field by field, not `Shared::open()`: assigning would drop the old state's vectors
+        // on every request, and they are empty once an object has ended.
+        let st = inner.state.get_mut();
+        st.outcome = Outcome::Open;
+        st.waiters = false;
+        if !st.on_disconnect.is_empty() {
+            st.on_disconnect.clear();
+        }
+        if !st.on_complete.is_empty() {
+            st.on_complete.clear();
+        }
         Some(self.connection())
     }
 }
