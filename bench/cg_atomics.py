@@ -8,7 +8,8 @@ DUMP must come from `valgrind --tool=callgrind --dump-instr=yes --compress-pos=n
 binaries that carries a `lock` prefix, or is an `xchg` with memory (implicitly
 locked), is found with objdump; their execution counts are summed and divided by
 REQUESTS. Prints the total and the TOP (default 15) functions they ran in (after
-inlining, so a function's count includes what was inlined into it).
+inlining, so a function's count includes what was inlined into it); with
+ATOMICS_LINES=1 also the TOP instructions with their source lines and inlining chains.
 
 Why count them: on the 2-core EPYC VM these benchmarks run on, one uncontended
 locked instruction costs about 4.7 ns in a dependent chain (a plain increment
@@ -16,6 +17,7 @@ locked instruction costs about 4.7 ns in a dependent chain (a plain increment
 baselines (hyper and actix-web: about 7 per pipelined request).
 """
 import collections
+import os
 import re
 import subprocess
 import sys
@@ -46,6 +48,7 @@ def main():
                 fn_at[(ob, addr)] = fn
     total = 0
     by_fn = collections.Counter()
+    by_addr = collections.Counter()
     for obj, counts in costs.items():
         if not obj or not obj.startswith("/"):
             continue
@@ -59,9 +62,18 @@ def main():
             if addr in locked:
                 total += n
                 by_fn[fn_at[(obj, addr)]] += n
+                by_addr[(obj, addr)] += n
     print("locked instructions per request: %.1f" % (total / nreq))
     for name, n in by_fn.most_common(top):
         print("  %6.2f  %s" % (n / nreq, name[:120]))
+    if os.environ.get("ATOMICS_LINES"):
+        # Each locked instruction with its source line and inlining chain (addr2line -i).
+        for (obj, addr), n in by_addr.most_common(top):
+            chain = subprocess.run(["addr2line", "-i", "-f", "-C", "-e", obj, hex(addr)],
+                                   capture_output=True, text=True).stdout.split("\n")
+            frames = [f"{chain[i][:60]} @ {chain[i + 1].split('/')[-1]}"
+                      for i in range(0, len(chain) - 1, 2)]
+            print("  %6.2f  %s" % (n / nreq, " <- ".join(frames[:4])))
 
 
 if __name__ == "__main__":

@@ -743,17 +743,18 @@ impl Driver {
             let mut p = self.pending.pop_front().expect("checked");
             // Nothing else holds the exchange any more (the usual case): no lock to take, and
             // the next request can have it.
-            let unique = match Arc::get_mut(&mut p.ex) {
+            let unique = match Exchange::unique(&mut p.ex) {
                 Some(ex) => {
                     ex.state_mut().unflushed = 0;
+                    ex.control.complete_owned();
                     true
                 }
                 None => {
                     p.ex.lock().unflushed = 0;
+                    p.ex.control.complete();
                     false
                 }
             };
-            p.ex.control.complete();
             if let Some(entry) = p.log {
                 access_log::write(self.srv.cfg.access_log, *entry);
             }
@@ -1044,7 +1045,7 @@ impl Driver {
         expect_continue: bool,
     ) -> (Arc<Exchange>, Connection) {
         while let Some(mut ex) = self.spare.pop() {
-            if let Some(m) = Arc::get_mut(&mut ex) {
+            if let Some(m) = Exchange::unique(&mut ex) {
                 let connection = m.reuse(ctx, body_complete, expect_continue);
                 return (ex, connection);
             }

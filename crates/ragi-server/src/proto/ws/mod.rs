@@ -65,7 +65,9 @@
 //! and copied once into its `String`. Fragmented, partially received or compressed messages
 //! are assembled in a `Vec` (one copy, or the inflate output) that becomes the message without
 //! another copy; text assembled this way is validated piece by piece for failing fast and once
-//! more as a whole by `String::from_utf8` (the project has no `unsafe`). The driver's buffer
+//! more as a whole by `String::from_utf8` (`from_utf8_unchecked` would need `unsafe`, which the
+//! project keeps to two proven lines: [`Exchange::unique`](crate::exchange::Exchange::unique)
+//! and its twin in the interface crate's connection object). The driver's buffer
 //! must therefore be allowed to hold one whole frame, up to `max_message_size + 14` bytes.
 //!
 //! # permessage-deflate
