@@ -16,7 +16,8 @@
 #   pipelined  8 connections, 8 requests per write (±2 %)
 #
 # ATOMICS=1 also counts the atomic read-modify-write instructions (lock-prefixed) per request,
-# by function (bench/cg_atomics.py; the dump then records each instruction, which is slower).
+# by function (bench/cg_atomics.py; the dump then records each instruction, which is slower);
+# ATOMICS_LINES=1 adds each atomic instruction's source line and inlining chain.
 #
 # SERVER_CMD counts another server instead (it must print `listening on` on stderr), e.g. the
 # baselines: SERVER_CMD='bench/target/release/hyper-hello --listen 127.0.0.1:18080'.
