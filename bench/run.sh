@@ -840,6 +840,34 @@ print(f"\nmedians of {n} round(s); ratios: req/s higher is better, CPU lower is 
       f"'(!noisy)' = in some round other processes used more than {sys.argv[3]}% of a core")
 print("p99: wrk's --latency 99% (A, TLS); for B the per-batch p99 that pipeline.lua recomputes, "
       "because wrk's own pipelined percentiles are broken")
+# Ratios paired within a round: this VM drifts between a fast and a slow state (the same
+# binary can differ by 25% between rounds), and two servers measured back to back in one
+# round share the state more often than the medians of separate columns do.
+paired = []
+for wl in order_wl:
+    for s in order_s:
+        if s == "ragi" or not agg.get((wl, s)) or not agg.get((wl, "ragi")):
+            continue
+        by_round = {}
+        for r in rows:
+            if r["workload"] == wl and r["server"] in ("ragi", s):
+                by_round.setdefault(r["round"], {})[r["server"]] = r
+        pairs = [(float(v["ragi"]["req_s"]) / float(v[s]["req_s"]),
+                  float(v["ragi"]["cpu_us_req"]) / float(v[s]["cpu_us_req"]))
+                 for v in by_round.values() if len(v) == 2]
+        if pairs:
+            rr, cr = [p[0] for p in pairs], [p[1] for p in pairs]
+            paired.append([names.get(wl, wl), s, str(len(pairs)),
+                           f"{med(rr):.3f}x ({min(rr):.2f}-{max(rr):.2f})",
+                           f"{med(cr):.3f}x ({min(cr):.2f}-{max(cr):.2f})"])
+if paired:
+    hdr2 = ["workload", "ragi vs", "rounds", "req/s ratio, median (range)", "CPU ratio, median (range)"]
+    w2 = [max(len(h), *(len(r[i]) for r in paired)) for i, h in enumerate(hdr2)]
+    line2 = lambda c: "| " + " | ".join(x.ljust(w2[i]) if i < 2 else x.rjust(w2[i]) for i, x in enumerate(c)) + " |"
+    print("\nragi against each server, paired within each round (median and range of the per-round ratios):\n")
+    print(line2(hdr2))
+    print("|" + "|".join("-" * (x + 2) for x in w2) + "|")
+    for r in paired: print(line2(r))
 if any(wl in order_wl for wl in ("H2", "TLS")):
     print("baselines: A/B vs hyper (hyper-hello), H2 vs hyper-h2, TLS vs hyper-tls; "
           "H2 is h2load (no p99: h2load prints no percentiles), requests = h2load's 'succeeded'; "
