@@ -40,6 +40,34 @@ use crate::proto::h1::response::{OutQueue, ResponseContext, ResponseEncoder};
 type ShortLock<T> = spin::mutex::SpinMutex<T, spin::relax::Yield>;
 type ShortGuard<'a, T> = spin::mutex::SpinMutexGuard<'a, T>;
 
+/// An exchange's state as [`Exchange::state`] gives it to the driver.
+pub(crate) enum StateRef<'a> {
+    /// The driver holds the only handle: no lock.
+    Alone(&'a mut ExState),
+    /// Under the lock.
+    Locked(ShortGuard<'a, ExState>),
+}
+
+impl std::ops::Deref for StateRef<'_> {
+    type Target = ExState;
+
+    fn deref(&self) -> &ExState {
+        match self {
+            StateRef::Alone(st) => st,
+            StateRef::Locked(st) => st,
+        }
+    }
+}
+
+impl std::ops::DerefMut for StateRef<'_> {
+    fn deref_mut(&mut self) -> &mut ExState {
+        match self {
+            StateRef::Alone(st) => st,
+            StateRef::Locked(st) => st,
+        }
+    }
+}
+
 /// How the app's call ended.
 #[derive(Debug, Clone)]
 pub(crate) enum AppOutcome {
@@ -223,6 +251,25 @@ impl Exchange {
         self.st.get_mut()
     }
 
+    /// The state for the driver: borrowed outright when its handle is the only one left (the
+    /// app finished in its inline poll and dropped `send`, `receive` and the scope: the usual
+    /// short request), else under the lock.
+    pub(crate) fn state(arc: &mut Arc<Exchange>) -> StateRef<'_> {
+        // Asked first, so that the borrow of `arc` is not held across both branches; a count
+        // of 1 cannot rise behind our back (nobody else has a handle to clone).
+        if Arc::strong_count(arc) == 1 {
+            let ex = Exchange::unique(arc).expect("a count of 1 stays 1");
+            StateRef::Alone(ex.st.get_mut())
+        } else {
+            StateRef::Locked(arc.st.lock())
+        }
+    }
+
+    /// Whether the app returned `Ok` from its inline poll.
+    pub(crate) fn returned_inline(&self) -> bool {
+        self.returned.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     pub(crate) fn lock(&self) -> ShortGuard<'_, ExState> {
         self.st.lock()
     }
@@ -295,14 +342,12 @@ impl Exchange {
         }
     }
 
-    /// How the app's call ended, if it did.
-    pub(crate) fn outcome(&self, st: &ExState) -> Option<AppOutcome> {
+    /// How the app's call ended, if it did, given the state and
+    /// [`returned_inline`](Self::returned_inline).
+    pub(crate) fn outcome(returned_inline: bool, st: &ExState) -> Option<AppOutcome> {
         match &st.app {
             Some(outcome) => Some(outcome.clone()),
-            None => self
-                .returned
-                .load(std::sync::atomic::Ordering::Acquire)
-                .then_some(AppOutcome::Returned),
+            None => returned_inline.then_some(AppOutcome::Returned),
         }
     }
 

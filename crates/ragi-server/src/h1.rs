@@ -1122,13 +1122,14 @@ impl Driver {
         let mut progressed = self.feed_body();
         // Taken out while it is looked at (and put back unless it ended), so that the driver's
         // methods can run beside it without another handle on the exchange.
-        let Some(a) = self.cur.take() else {
+        let Some(mut a) = self.cur.take() else {
             return true;
         };
         if self.conn.close_deadline().is_some() {
             a.ex.lock().enc.force_close();
         }
-        let mut st = a.ex.lock();
+        let returned_inline = a.ex.returned_inline();
+        let mut st = Exchange::state(&mut a.ex);
         // Ended from outside the driver (an SSE stream's idle timeout): close the connection,
         // since a half-sent response cannot be finished.
         if let Some(reason) = st.disconnect.clone() {
@@ -1142,7 +1143,7 @@ impl Driver {
             if !st.enc.head_written() && st.out.is_empty() {
                 drop(st);
                 self.queue(Bytes::from_static(b"HTTP/1.1 100 Continue\r\n\r\n"));
-                st = a.ex.lock();
+                st = Exchange::state(&mut a.ex);
                 progressed = true;
             }
         }
@@ -1179,7 +1180,7 @@ impl Driver {
             }
             return true;
         }
-        let Some(outcome) = a.ex.outcome(&st) else {
+        let Some(outcome) = Exchange::outcome(returned_inline, &st) else {
             drop(st);
             self.cur = Some(a);
             return progressed;
