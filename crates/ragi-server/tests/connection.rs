@@ -486,3 +486,133 @@ async fn each_request_of_a_connection_gets_a_fresh_connection_object() {
     assert!(kept[0].is_completed() && kept[0].response_complete());
     assert_eq!(kept[0].disconnect_reason(), None);
 }
+
+/// Recycling under threads: apps answer either inline or from a task spawned on the other
+/// worker thread, where `send`, `receive`, the connection object and the `transport`
+/// extension are dropped. The driver reuses an exchange and its connection object only once
+/// the last of those handles is gone, from whichever thread: every response carries its own
+/// request's body, in order, every request's `on_complete` fires exactly once, and a `send`
+/// kept past its request fails without touching the next request of the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recycling_is_right_when_handles_die_on_other_threads() {
+    const CONNS: usize = 8;
+    const BATCHES: usize = 20;
+    const DEPTH: usize = 8;
+    const SERIAL: usize = 10;
+    let completed: Arc<Mutex<Vec<String>>> = Arc::default();
+    type Kept = (Option<ragi::Sender>, Connection);
+    let kept: Arc<Mutex<std::collections::HashMap<(usize, usize), Kept>>> = Arc::default();
+    let wrong: Log = Log::default();
+    let app = http_app({
+        let (completed, kept, wrong) = (completed.clone(), kept.clone(), wrong.clone());
+        move |scope, rx, tx| {
+            let (completed, kept, wrong) = (completed.clone(), kept.clone(), wrong.clone());
+            async move {
+                let path = scope.path.clone();
+                let parts: Vec<usize> = path[1..].split('-').map(|n| n.parse().unwrap()).collect();
+                let (client, batch) = (parts[0], parts[1]);
+                // One request at a time (batch 1000 on): each keeps its connection object, and
+                // every other one its `send` too; the next request on the connection looks at
+                // them first. That exchange is over and written; were it or its connection
+                // object recycled while a kept handle lives, the next request would get it: the
+                // kept `send` would answer for it, the kept object would be its own.
+                let serial = batch >= 1000;
+                if serial && batch > 1000 {
+                    let stale = kept.lock().unwrap().remove(&(client, batch - 1));
+                    let (stale, stale_conn) = stale.expect("kept by the request before");
+                    if stale_conn.ptr_eq(scope.connection()) || !stale_conn.is_completed() {
+                        log(
+                            &wrong,
+                            format!("{path}: a kept connection object was reused"),
+                        );
+                    }
+                    if let Some(stale) = stale {
+                        let start = SendEvent::response_start(299, Headers::new());
+                        if stale.send(start).await.is_ok() {
+                            log(&wrong, format!("{path}: a kept send was accepted"));
+                        }
+                        let body = SendEvent::body(Bytes::from_static(b"stale"));
+                        if stale.send(body).await.is_ok() {
+                            log(&wrong, format!("{path}: a kept body was accepted"));
+                        }
+                    }
+                }
+                if serial {
+                    let tx = (batch % 2 == 0).then(|| tx.clone());
+                    let conn = scope.connection().clone();
+                    kept.lock().unwrap().insert((client, batch), (tx, conn));
+                }
+                let conn = scope.connection().clone();
+                let p = path.clone();
+                conn.on_complete(move || completed.lock().unwrap().push(p));
+                let body = Bytes::from(format!("answer to {path}"));
+                let answer = async move {
+                    // Everything the request owns travels with the answer and dies with it.
+                    let (_rx, _conn, _transport) = (rx, conn, scope.extensions.transport);
+                    tx.send(SendEvent::response_start(200, Headers::new()))
+                        .await?;
+                    tx.send(SendEvent::body(body)).await
+                };
+                if path.ends_with('0') || path.ends_with('5') {
+                    // Hands everything to another task (often on the other thread) and waits
+                    // for it there; an app that returned first would get a 500.
+                    tokio::spawn(answer).await.expect("the answer task")?;
+                    Ok(())
+                } else {
+                    answer.await.map_err(Into::into)
+                }
+            }
+        }
+    });
+    let srv = TestServer::start(Server::new(Config::default()), app).await;
+    let mut clients = Vec::new();
+    for c in 0..CONNS {
+        let mut client = srv.connect().await;
+        clients.push(tokio::spawn(async move {
+            for b in 0..BATCHES {
+                let paths: Vec<String> = (0..DEPTH).map(|i| format!("/{c}-{b}-{i}")).collect();
+                let batch: Vec<u8> = paths
+                    .iter()
+                    .flat_map(|p| format!("GET {p} HTTP/1.1\r\nhost: x\r\n\r\n").into_bytes())
+                    .collect();
+                client.send(&batch).await;
+                for p in &paths {
+                    let r = client.read_response().await;
+                    assert_eq!(r.status, 200);
+                    assert_eq!(
+                        String::from_utf8_lossy(&r.body),
+                        format!("answer to {p}"),
+                        "responses out of order or crossed"
+                    );
+                }
+            }
+            for b in 1000..1000 + SERIAL {
+                let p = format!("/{c}-{b}-1");
+                client.get(&p).await;
+                let r = client.read_response().await;
+                assert_eq!(r.status, 200, "{p}");
+                assert_eq!(String::from_utf8_lossy(&r.body), format!("answer to {p}"));
+            }
+        }));
+    }
+    for c in clients {
+        within(T * 4, "the clients", c).await.unwrap();
+    }
+    // Once the server has stopped, every response was written and its callbacks ran.
+    srv.stop(T).await;
+    let want = CONNS * (BATCHES * DEPTH + SERIAL);
+    let mut seen = completed.lock().unwrap().clone();
+    assert_eq!(seen.len(), want, "an on_complete fired twice or never");
+    seen.sort();
+    seen.dedup();
+    assert_eq!(
+        seen.len(),
+        want,
+        "an on_complete fired for the wrong request"
+    );
+    assert!(
+        wrong.lock().unwrap().is_empty(),
+        "{:?}",
+        wrong.lock().unwrap()
+    );
+}
