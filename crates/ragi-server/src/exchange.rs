@@ -221,9 +221,10 @@ impl Exchange {
     }
 
     /// The exchange itself when `arc` is its only handle: [`Arc::get_mut`] without the
-    /// compare-and-swap that `get_mut` spends on locking out `Weak` upgrades. The driver asks
-    /// twice per request (when the response is written, and to recycle the exchange for the
-    /// next request); each of those atomic read-modify-writes cost a few nanoseconds.
+    /// compare-and-swap that `get_mut` spends on locking out `Weak` upgrades. The driver asks up
+    /// to three times per request ([`Exchange::state`] once the app is done, when the response
+    /// is written, and to recycle the exchange for the next request); each of those atomic
+    /// read-modify-writes cost a few nanoseconds.
     ///
     /// Nothing makes a `Weak<Exchange>` (no `Arc::downgrade` of one anywhere in this crate,
     /// and the type is private to it), so the strong count alone says who can reach it.
