@@ -8,12 +8,14 @@
 #   SERVERS='ragi tungstenite axum-sse' WORKLOADS='WS SSE' IDLE_CONNS=0 bash bench/run.sh
 #
 # See bench/README.md for what is measured and how. Environment knobs:
-#   SERVERS       servers to run, subset of "ragi ragi-lc hyper actix hyper-h2
-#                 hyper-tls tungstenite axum-sse" (default "ragi hyper actix";
+#   SERVERS       servers to run, subset of "ragi ragi-lc hyper hyper-timer actix
+#                 hyper-h2 hyper-tls tungstenite axum-sse" (default "ragi hyper actix";
 #                 ragi-lc is ragi with the probe's lifecycle listener on, to
-#                 measure what the listener costs; it needs ragi). Each workload
+#                 measure what the listener costs; it needs ragi; hyper-timer is
+#                 hyper-hello with hyper's timer and so its default 30 s header
+#                 read timeout, like for like with ragi's armed timeouts). Each workload
 #                 runs only on the servers that speak it: A/B on ragi, ragi-lc,
-#                 hyper, actix; H2 on ragi, ragi-lc, hyper-h2; TLS on ragi,
+#                 hyper, hyper-timer, actix; H2 on ragi, ragi-lc, hyper-h2; TLS on ragi,
 #                 ragi-lc, hyper-tls; WS on ragi (bench/ragi-ws-echo) and
 #                 tungstenite; SSE on ragi (bench/ragi-sse) and axum-sse
 #   WORKLOADS     subset of "A B H2 TLS WS SSE" (A = plain keep-alive, B = 8-deep
@@ -112,7 +114,7 @@ die() { printf '[bench] ERROR: %s\n' "$*" >&2; exit 1; }
 
 # ---------------------------------------------------------------- validation
 for s in $SERVERS; do
-    case "$s" in ragi|ragi-lc|hyper|actix|hyper-h2|hyper-tls|tungstenite|axum-sse) ;; *) die "unknown server '$s' in SERVERS (want: ragi ragi-lc hyper actix hyper-h2 hyper-tls tungstenite axum-sse)";; esac
+    case "$s" in ragi|ragi-lc|hyper|hyper-timer|actix|hyper-h2|hyper-tls|tungstenite|axum-sse) ;; *) die "unknown server '$s' in SERVERS (want: ragi ragi-lc hyper hyper-timer actix hyper-h2 hyper-tls tungstenite axum-sse)";; esac
 done
 WL_LIST=""
 for w in $WORKLOADS; do
@@ -151,7 +153,7 @@ for v in $WS_WINDOWS; do [[ "$v" =~ ^[1-9][0-9]*$ ]] || die "WS_WINDOWS: each wi
 # knowledge; TLS is HTTP/1.1 over TLS.
 speaks() {
     case "$2" in
-        A|B|idle) [[ "$1" == ragi || "$1" == ragi-lc || "$1" == hyper || "$1" == actix ]] ;;
+        A|B|idle) [[ "$1" == ragi || "$1" == ragi-lc || "$1" == hyper || "$1" == hyper-timer || "$1" == actix ]] ;;
         H2)       [[ "$1" == ragi || "$1" == ragi-lc || "$1" == hyper-h2 ]] ;;
         TLS)      [[ "$1" == ragi || "$1" == ragi-lc || "$1" == hyper-tls ]] ;;
         WS|WS-*)  [[ "$1" == ragi || "$1" == tungstenite ]] ;;
@@ -275,7 +277,7 @@ bench_packages() {
     local s pk=()
     for s in $SERVERS; do
         case "$s" in
-            hyper) pk+=(hyper-hello) ;;
+            hyper|hyper-timer) pk+=(hyper-hello) ;;
             actix) pk+=(actix-hello) ;;
             hyper-h2) pk+=(hyper-h2) ;;
             hyper-tls) pk+=(hyper-tls) ;;
@@ -368,7 +370,7 @@ server_bin() {
         ragi:ws) echo "$RAGI_WS_BIN" ;;
         ragi:sse) echo "$RAGI_SSE_BIN" ;;
         ragi:*|ragi-lc:*) echo "$RAGI_BIN" ;;
-        hyper:*) echo "$HYPER_BIN" ;;
+        hyper:*|hyper-timer:*) echo "$HYPER_BIN" ;;
         actix:*) echo "$ACTIX_BIN" ;;
         hyper-h2:*) echo "$HYPER_H2_BIN" ;;
         hyper-tls:*) echo "$HYPER_TLS_BIN" ;;
@@ -417,6 +419,9 @@ start_server() {
             ;;
         hyper:*|actix:*|hyper-h2:*)
             cmd=("$bin" --listen 127.0.0.1:0)
+            ;;
+        hyper-timer:*)
+            cmd=(env HYPER_HELLO_TIMER=1 "$bin" --listen 127.0.0.1:0)
             ;;
         hyper-tls:*)
             cmd=("$bin" --listen 127.0.0.1:0 --tls-cert "$TLS_CERT" --tls-key "$TLS_KEY")

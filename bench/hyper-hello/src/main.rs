@@ -4,6 +4,10 @@
 //! best single-core configuration; it matches actix-hello's `.workers(1)`).
 //!
 //! Usage: hyper-hello [--listen ADDR]   (default 127.0.0.1:8081)
+//!
+//! With `HYPER_HELLO_TIMER=1` in the environment, connections get hyper's tokio timer and
+//! with it hyper's default header read timeout (30 s): the like-for-like variant for
+//! comparing with ragi, which keeps its own timeouts armed (`hyper-timer` in run.sh).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -16,7 +20,7 @@ use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 static BODY: &[u8] = b"Hello, World!";
@@ -45,6 +49,7 @@ async fn serve(addr: SocketAddr) {
     let local = listener.local_addr().expect("local_addr");
     eprintln!("listening on http://{local}");
 
+    let timer = std::env::var_os("HYPER_HELLO_TIMER").is_some_and(|v| v == "1");
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(s) => s,
@@ -57,11 +62,17 @@ async fn serve(addr: SocketAddr) {
         };
         let _ = stream.set_nodelay(true);
         tokio::spawn(async move {
-            let conn = http1::Builder::new()
+            let mut builder = http1::Builder::new();
+            builder
                 .keep_alive(true)
                 // Coalesce the responses to pipelined requests into one write.
-                .pipeline_flush(true)
-                .serve_connection(TokioIo::new(stream), service_fn(hello));
+                .pipeline_flush(true);
+            if timer {
+                // hyper's header read timeout (30 s by default once a timer is set): what a
+                // deployed hyper server keeps armed, as ragi keeps its own timeouts.
+                builder.timer(TokioTimer::new());
+            }
+            let conn = builder.serve_connection(TokioIo::new(stream), service_fn(hello));
             let _ = conn.await;
         });
     }
