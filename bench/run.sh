@@ -834,11 +834,14 @@ for wl in order_wl:
         flag = (" (!errors)" if a["err"] else "") + (" (!noisy)" if a["noisy"] else "")
         p99s = "-" if p99 != p99 else f"{p99:.2f}"  # nan: h2load has no percentiles
         out.append([names.get(wl, wl), s + flag, f"{rps:,.0f}", p99s, f"{cpu:.2f}", rr, cr])
-w = [max(len(h), *(len(r[i]) for r in out)) for i, h in enumerate(hdr)]
-line = lambda c: "| " + " | ".join(x.ljust(w[i]) if i < 2 else x.rjust(w[i]) for i, x in enumerate(c)) + " |"
-print(line(hdr))
-print("|" + "|".join("-" * (x + 2) for x in w) + "|")
-for r in out: print(line(r))
+def table(hdr, body):
+    """Prints a Markdown table: the first two columns left-aligned, the rest right-aligned."""
+    w = [max(len(h), *(len(r[i]) for r in body)) for i, h in enumerate(hdr)]
+    line = lambda c: "| " + " | ".join(x.ljust(w[i]) if i < 2 else x.rjust(w[i]) for i, x in enumerate(c)) + " |"
+    print(line(hdr))
+    print("|" + "|".join("-" * (x + 2) for x in w) + "|")
+    for r in body: print(line(r))
+table(hdr, out)
 n = len({r["round"] for r in rows})
 print(f"\nmedians of {n} round(s); ratios: req/s higher is better, CPU lower is better; "
       "'(!errors)' = wrk saw socket errors or non-2xx responses; "
@@ -866,13 +869,8 @@ for wl in order_wl:
                            f"{med(rr):.3f}x ({min(rr):.2f}-{max(rr):.2f})",
                            f"{med(cr):.3f}x ({min(cr):.2f}-{max(cr):.2f})"])
 if paired:
-    hdr2 = ["workload", "ragi vs", "rounds", "req/s ratio, median (range)", "CPU ratio, median (range)"]
-    w2 = [max(len(h), *(len(r[i]) for r in paired)) for i, h in enumerate(hdr2)]
-    line2 = lambda c: "| " + " | ".join(x.ljust(w2[i]) if i < 2 else x.rjust(w2[i]) for i, x in enumerate(c)) + " |"
     print("\nragi against each server, paired within each round (median and range of the per-round ratios):\n")
-    print(line2(hdr2))
-    print("|" + "|".join("-" * (x + 2) for x in w2) + "|")
-    for r in paired: print(line2(r))
+    table(["workload", "ragi vs", "rounds", "req/s ratio, median (range)", "CPU ratio, median (range)"], paired)
 if any(wl in order_wl for wl in ("H2", "TLS")):
     print("baselines: A/B vs hyper (hyper-hello), H2 vs hyper-h2, TLS vs hyper-tls; "
           "H2 is h2load (no p99: h2load prints no percentiles), requests = h2load's 'succeeded'; "
