@@ -26,16 +26,36 @@ use ragi::{Body, BoxFuture, DisconnectReason, Headers, SendError, SendEvent, Sen
 /// resets the stream, HTTP/1.1 closes the connection).
 pub(crate) type EndStream = Box<dyn Fn(DisconnectReason) + Send + Sync>;
 
-/// Whether a request asks for an event stream: `accept` includes `text/event-stream`.
+/// Whether a request asks for an event stream: `accept` lists `text/event-stream` with a
+/// q-value above zero (`text/event-stream;q=0` says "anything but an event stream", RFC 9110
+/// §12.4.2).
 pub(crate) fn wants_event_stream(headers: &Headers) -> bool {
     headers.get_all("accept").any(|v| {
         v.split(|&b| b == b',').any(|part| {
-            let media = part.split(|&b| b == b';').next().unwrap_or(&[]);
+            let mut params = part.split(|&b| b == b';');
+            let media = params.next().unwrap_or(&[]);
             media
                 .trim_ascii()
                 .eq_ignore_ascii_case(b"text/event-stream")
+                && !params.any(is_zero_q)
         })
     })
+}
+
+/// Whether a media-range parameter is `q=0` (`0`, `0.`, `0.0`, … `0.000`).
+fn is_zero_q(param: &[u8]) -> bool {
+    let param = param.trim_ascii();
+    let Some(value) = param
+        .strip_prefix(b"q=")
+        .or_else(|| param.strip_prefix(b"Q="))
+    else {
+        return false;
+    };
+    match value.trim_ascii() {
+        [b'0'] => true,
+        [b'0', b'.', rest @ ..] => rest.len() <= 3 && rest.iter().all(|&b| b == b'0'),
+        _ => false,
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -321,6 +341,14 @@ mod tests {
     fn accept_header_detection() {
         let h = |v: &str| Headers::new().with("accept", v.to_owned());
         assert!(wants_event_stream(&h("text/event-stream")));
+        assert!(!wants_event_stream(&h("text/event-stream;q=0")));
+        assert!(!wants_event_stream(&h(
+            "application/json, text/event-stream ; q=0.000"
+        )));
+        assert!(wants_event_stream(&h("text/event-stream;q=0.1")));
+        assert!(wants_event_stream(&h(
+            "application/json, text/event-stream;q=0.5"
+        )));
         assert!(wants_event_stream(&h("text/html, Text/Event-Stream;q=0.9")));
         assert!(!wants_event_stream(&h("text/html")));
         assert!(!wants_event_stream(&Headers::new()));

@@ -64,4 +64,4 @@ pub use extensions::{Extensions, TlsInfo, Transport, TransportState};
 pub use headers::{validate_header, Headers, InvalidHeader};
 pub use reason::{DisconnectReason, ExtraReason, InvalidReason};
 pub use scope::{HttpVersion, Scope, ScopeKind};
-pub use state::State;
+pub use state::{Stash, State};

@@ -26,7 +26,7 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 
-use crate::{Connection, Extensions, Headers, State};
+use crate::{Connection, Extensions, Headers, Stash, State};
 
 /// The protocol of a scope.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -109,6 +109,9 @@ pub struct Scope {
     pub state: State,
     /// Extensions the server advertises for this scope.
     pub extensions: Extensions,
+    /// What the router, middleware and app of this scope share (path parameters, request id,
+    /// session, …). Empty and unallocated until used; clones of the scope share it.
+    pub stash: Stash,
     connection: Connection,
 }
 
@@ -139,6 +142,7 @@ impl Scope {
             subprotocols: Vec::new(),
             state,
             extensions: Extensions::default(),
+            stash: Stash::default(),
             connection,
         }
     }

@@ -1,10 +1,11 @@
-//! Shared state: lifespan state and the server-state object.
+//! Shared state: lifespan state, the server-state object, and the per-scope stash.
 //!
 //! A [`State`] is a small type map behind an `Arc`: cloning it is cheap and every clone sees
 //! the same values. The lifespan app fills one during start-up (a database pool, a model
 //! handle); the server hands a clone to every scope of that worker as `scope.state`. The
 //! server-state object (`scope.extensions.server_state`, spec §6) is a second one, shared by
-//! every app invocation of one server session.
+//! every app invocation of one server session. A [`Stash`] is the same kind of map for one
+//! scope: middleware and handlers of one request share what they put in it.
 //!
 //! ```
 //! use ragi::State;
@@ -66,5 +67,71 @@ impl fmt::Debug for State {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.map.read().map(|m| m.len()).unwrap_or(0);
         f.debug_struct("State").field("entries", &n).finish()
+    }
+}
+
+/// A typed map for one scope (`scope.stash`): what a router, middleware and the handler of one
+/// request, stream or session share — path parameters, a request id, a session, a value a
+/// middleware wants to read back after the inner app returned.
+///
+/// Built empty and without allocating; the map is made on the first insert or the first clone,
+/// and from then on every clone of the scope sees the same map. So a middleware that keeps a
+/// clone of the scope before calling the inner app reads what the app stored:
+///
+/// ```
+/// use ragi::{Scope, ScopeKind};
+///
+/// struct RequestId(String);
+/// let scope = Scope::new(ScopeKind::Http);
+/// let kept = scope.clone(); // the middleware's copy
+/// scope.stash.insert(RequestId("r-1".into())); // inside the app
+/// assert_eq!(kept.stash.get::<RequestId>().unwrap().0, "r-1");
+/// ```
+#[derive(Default)]
+pub struct Stash {
+    map: std::sync::OnceLock<State>,
+}
+
+impl Stash {
+    fn shared(&self) -> &State {
+        self.map.get_or_init(State::default)
+    }
+
+    /// Stores `value`, replacing (and returning) a value of the same type.
+    pub fn insert<T: Send + Sync + 'static>(&self, value: T) -> Option<Arc<T>> {
+        self.shared().insert(value)
+    }
+
+    /// The value of type `T`, if one was stored.
+    pub fn get<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+        self.map.get()?.get()
+    }
+
+    /// Removes and returns the value of type `T`.
+    pub fn remove<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+        self.map.get()?.remove()
+    }
+
+    /// Whether anything was ever stored or the stash was shared.
+    pub fn is_initialized(&self) -> bool {
+        self.map.get().is_some()
+    }
+}
+
+impl Clone for Stash {
+    /// A handle on the same map (made now if it was not yet).
+    fn clone(&self) -> Self {
+        let map = std::sync::OnceLock::new();
+        let _ = map.set(self.shared().clone());
+        Self { map }
+    }
+}
+
+impl fmt::Debug for Stash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.map.get() {
+            Some(s) => s.fmt(f),
+            None => f.write_str("Stash(empty)"),
+        }
     }
 }
