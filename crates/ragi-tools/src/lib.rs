@@ -1,1 +1,65 @@
-//! placeholder
+//! # ragi-tools — write apps, not event loops
+//!
+//! Helpers for [`ragi`] apps: request and response helpers, a router, endpoints, WebSocket and
+//! SSE helpers, middleware and ready-made apps, and an in-process test client. It depends on the
+//! `ragi` interface only, so everything here runs on any conforming server and in the test
+//! client.
+//!
+//! ```
+//! use ragi_tools::{handler, Context, Error, HttpContext, Json, Response};
+//!
+//! async fn hello(cx: HttpContext) -> Result<Response, Error> {
+//!     let who = cx.query().get("name").unwrap_or("World").to_owned();
+//!     // The client's departure is never hidden: every helper that meets it returns an error
+//!     // carrying the reason, and the connection object answers synchronously.
+//!     if !cx.connection().is_connected() {
+//!         return Err(Error::disconnected(cx.connection().disconnect_reason().unwrap()));
+//!     }
+//!     Ok(Response::text(format!("Hello, {who}!")))
+//! }
+//!
+//! let app = handler(hello); // a ragi::App: serve it with ragi-server, or test it in-process
+//! # fn is_app(_: impl ragi::App) {}
+//! # is_app(app);
+//! # let _ = Json(1);
+//! ```
+//!
+//! ## The promise, carried through
+//!
+//! No helper hides a departed client. A body reader that meets a disconnect returns an
+//! [`Error`] carrying the [`DisconnectReason`](ragi::DisconnectReason), never a partial body;
+//! after a helper consumed the body, `receive()` still yields the disconnect event; a streaming
+//! [`BodyWriter`] fails with the reason on its next write.
+//!
+//! ## Map
+//!
+//! * [`context`] — the per-scope contexts ([`HttpContext`]) and the [`Context`] trait;
+//! * [`request`] — query, cookies, body readers with limits, multipart;
+//! * [`response`] — [`Response`], [`IntoResponse`], streaming, files;
+//! * [`handler`](mod@handler) — `async fn`s of a context as apps;
+//! * [`layer`] — middleware composition: [`Layer`], `.layer(..)` on any app, [`Stack`];
+//! * [`error`] — the one [`Error`] type, rendered as the response it means.
+#![deny(missing_docs)]
+
+pub mod context;
+pub mod error;
+pub mod handler;
+pub mod layer;
+pub mod request;
+pub mod response;
+
+/// The names most handlers need: `use ragi_tools::prelude::*;`.
+pub mod prelude {
+    pub use crate::context::{Context, HttpContext, Params};
+    pub use crate::error::{Error, ErrorKind};
+    pub use crate::handler::handler;
+    pub use crate::layer::{AppExt, Layer, SharedApp, Stack};
+    pub use crate::response::{Html, IntoResponse, Json, Response};
+}
+
+pub use context::{Context, HandlerResult, HttpContext, Params};
+pub use error::{Error, ErrorKind, Result};
+pub use handler::{handler, Handler, HandlerApp};
+pub use layer::{AppExt, Layer, SharedApp, Stack};
+pub use request::Query;
+pub use response::{BodyWriter, Html, IntoResponse, Json, Responder, Response};
