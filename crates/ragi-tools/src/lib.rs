@@ -47,6 +47,9 @@ pub mod handler;
 pub mod layer;
 pub mod request;
 pub mod response;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub use request::fuzz as __fuzz;
 
 /// The names most handlers need: `use ragi_tools::prelude::*;`.
 pub mod prelude {
@@ -61,5 +64,5 @@ pub use context::{Context, HandlerResult, HttpContext, Params};
 pub use error::{Error, ErrorKind, Result};
 pub use handler::{handler, Handler, HandlerApp};
 pub use layer::{AppExt, Layer, SharedApp, Stack};
-pub use request::Query;
+pub use request::{BodyLimits, Cookies, MultipartForm, MultipartLimits, Query};
 pub use response::{BodyWriter, Html, IntoResponse, Json, Responder, Response};
