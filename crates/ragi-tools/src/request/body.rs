@@ -345,6 +345,65 @@ impl HttpContext {
     }
 }
 
+impl HttpContext {
+    /// The scope and the two handles back, for a middleware that read the body and calls the
+    /// next app: when a whole-body reader kept the body, the receiver yields it again (one
+    /// final `Request` piece) and then what the client sends next (a later `Disconnect`);
+    /// when the body is unread, it is the original receiver. A body consumed piece by piece
+    /// cannot be given again: that is an error (500).
+    ///
+    /// ```
+    /// use ragi_tools::prelude::*;
+    ///
+    /// async fn middleware(mut cx: HttpContext, inner: SharedApp) -> ragi::AppResult {
+    ///     let v: serde_json::Value = cx.json().await.map_err(Error::into_app_error)?;
+    ///     cx.stash().insert(v); // the parsed body, for the app
+    ///     let (scope, receive, responder) = cx.into_parts_with_body().map_err(Error::into_app_error)?;
+    ///     inner.call(scope, receive, responder.sender().clone()).await
+    /// }
+    /// # let _ = middleware;
+    /// ```
+    pub fn into_parts_with_body(
+        self,
+    ) -> Result<(ragi::Scope, ragi::Receiver, crate::Responder), Error> {
+        let first = match (&self.body.gone, &self.body.kept, self.body.progress) {
+            (Some(reason), _, _) => Some(ReceiveEvent::Disconnect {
+                reason: reason.clone(),
+            }),
+            (None, Some(kept), _) => Some(ReceiveEvent::Request {
+                body: kept.clone(),
+                more: false,
+            }),
+            (None, None, Progress::Unread) => None,
+            (None, None, _) => return Err(consumed_error()),
+        };
+        let (scope, receive, responder) = self.into_parts();
+        let receive = match first {
+            None => receive,
+            Some(first) => ragi::Receiver::new(Replay {
+                first: Some(first),
+                inner: receive,
+            }),
+        };
+        Ok((scope, receive, responder))
+    }
+}
+
+/// A receiver that yields one event again before the rest.
+struct Replay {
+    first: Option<ReceiveEvent>,
+    inner: ragi::Receiver,
+}
+
+impl ReceiveSource for Replay {
+    fn poll_receive(&mut self, cx: &mut TaskContext<'_>) -> Poll<ReceiveEvent> {
+        match self.first.take() {
+            Some(event) => Poll::Ready(event),
+            None => self.inner.poll_receive(cx),
+        }
+    }
+}
+
 /// The whole-body readers with a limit chosen for one call; made by
 /// [`HttpContext::body_limit`].
 #[derive(Debug)]
