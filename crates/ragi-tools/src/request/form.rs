@@ -96,6 +96,36 @@ mod tests {
     }
 
     #[test]
+    fn random_bodies_agree_with_form_urlencoded_when_utf8() {
+        let mut seed = 0x2545_F491_4F6C_DD1D_u64;
+        let mut rand = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let alphabet = b"ab=&+%%0123456789ABCDEFcf\xC3\xA9\xFF ";
+        for _ in 0..5000 {
+            let body: Vec<u8> = (0..rand(24))
+                .map(|_| alphabet[rand(alphabet.len())])
+                .collect();
+            let theirs: Vec<(String, String)> = form_urlencoded::parse(&body)
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+            match parse(&body) {
+                Ok(ours) => assert_eq!(ours, theirs, "{body:?}"),
+                // Refused only when their decoding had to replace something.
+                Err(_) => assert!(
+                    theirs
+                        .iter()
+                        .any(|(k, v)| k.contains('\u{FFFD}') || v.contains('\u{FFFD}')),
+                    "{body:?}"
+                ),
+            }
+        }
+    }
+
+    #[test]
     fn refuses_what_is_not_utf8_once_decoded() {
         assert_eq!(parse(b"a=1&b=%FF").unwrap_err(), FormError { pair: 1 });
         assert_eq!(parse(b"%C3=1").unwrap_err(), FormError { pair: 0 });
