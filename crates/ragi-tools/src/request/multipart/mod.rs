@@ -621,11 +621,15 @@ impl Part {
         self.memory().and_then(|b| std::str::from_utf8(b).ok())
     }
 
-    /// The data, read from the temporary file if it was spooled.
+    /// The data, read from the temporary file if it was spooled. After the client left (and
+    /// the file with it), [`Error::disconnected`] with the reason.
     pub async fn bytes(&self) -> Result<Bytes, Error> {
         match &self.data {
             Data::Memory(b) => Ok(b.clone()),
-            Data::File(t) => Ok(Bytes::from(tokio::fs::read(t.path()).await?)),
+            Data::File(t) => match tokio::fs::read(t.path()).await {
+                Ok(v) => Ok(Bytes::from(v)),
+                Err(e) => Err(t.error(e)),
+            },
         }
     }
 
@@ -634,7 +638,13 @@ impl Part {
     pub async fn persist(self, to: impl AsRef<Path>) -> Result<(), Error> {
         match self.data {
             Data::Memory(b) => tokio::fs::write(to, &b).await?,
-            Data::File(t) => t.persist(to).await?,
+            Data::File(t) => {
+                let keep = t.spool_ended();
+                if let Some(e) = keep {
+                    return Err(e);
+                }
+                t.persist(to).await?
+            }
         }
         Ok(())
     }

@@ -141,6 +141,25 @@ impl TempFile {
         &self.path
     }
 
+    /// Why the file is gone when its request ended: an error carrying the client's reason
+    /// after a departure, else an internal error naming the request's end (or `e`).
+    pub(crate) fn error(&self, e: std::io::Error) -> Error {
+        let ended = self.spool.as_ref().and_then(|s| lock(s).ended.clone());
+        match ended {
+            Some(Some(reason)) => Error::disconnected(reason),
+            Some(None) => Error::internal(
+                "the request ended and its temporary files were removed (persist() keeps one)",
+            ),
+            None => Error::internal(format!("reading an upload's temporary file: {e}")),
+        }
+    }
+
+    /// The error of [`error`](Self::error) when the request already ended.
+    pub(crate) fn spool_ended(&self) -> Option<Error> {
+        let ended = self.spool.as_ref().is_some_and(|s| lock(s).ended.is_some());
+        ended.then(|| self.error(std::io::Error::from(std::io::ErrorKind::NotFound)))
+    }
+
     fn unregister(&mut self) {
         if let Some(spool) = self.spool.take() {
             lock(&spool).paths.retain(|p| *p != self.path);
