@@ -532,21 +532,27 @@ impl WsContext {
     /// of the wrong shape a 422 (both close the session with 1008 when returned from a
     /// handler). Fails with the disconnect reason once the session ended.
     pub async fn receive_json<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, Error> {
-        let parsed = match self.receive().await {
-            Some(Message::Text(t)) => serde_json::from_str(&t),
-            Some(Message::Binary(b)) => serde_json::from_slice(&b),
+        let bytes = match self.receive().await {
+            Some(Message::Text(t)) => Bytes::from(t),
+            Some(Message::Binary(b)) => b,
             None => return Err(self.ended_error()),
         };
-        parsed.map_err(json_error)
+        serde_json::from_slice(&bytes).map_err(|e| json_error(e, &bytes))
     }
 }
 
-/// A JSON parse failure as the error it means: malformed (400) or of the wrong shape (422).
-pub(crate) fn json_error(e: serde_json::Error) -> Error {
+/// A JSON parse failure of `input` as the error it means: malformed (400) or of the wrong
+/// shape (422). serde reports a shape error as soon as it meets one, before a syntax error
+/// further on, so a shape error is checked against a syntax-only pass.
+pub(crate) fn json_error(e: serde_json::Error, input: &[u8]) -> Error {
     use serde_json::error::Category;
+    let syntax = |e: serde_json::Error| Error::malformed_body(format!("invalid JSON: {e}"));
     match e.classify() {
-        Category::Data => Error::unprocessable(format!("unexpected JSON: {e}")),
-        Category::Syntax | Category::Eof => Error::malformed_body(format!("invalid JSON: {e}")),
+        Category::Data => match serde_json::from_slice::<serde::de::IgnoredAny>(input) {
+            Err(s) => syntax(s),
+            Ok(_) => Error::unprocessable(format!("unexpected JSON: {e}")),
+        },
+        Category::Syntax | Category::Eof => syntax(e),
         Category::Io => Error::internal(e),
     }
 }
