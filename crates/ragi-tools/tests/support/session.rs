@@ -160,6 +160,15 @@ impl Session {
             .expect("the app's sender is gone")
     }
 
+    /// The next event within `bound` (under a paused clock: virtual time, which the runtime
+    /// advances to the next timer when the app waits).
+    pub async fn next_within(&mut self, bound: std::time::Duration) -> SendEvent {
+        tokio::time::timeout(bound, self.events.recv())
+            .await
+            .expect("timed out waiting for the app's next event")
+            .expect("the app's sender is gone")
+    }
+
     /// The next event, if one was already sent.
     pub fn try_next(&mut self) -> Option<SendEvent> {
         self.events.try_recv().ok()
