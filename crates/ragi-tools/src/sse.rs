@@ -60,7 +60,7 @@
 //! quietly; any other error after the start aborts the response (the client sees a broken
 //! stream, never a clean end, and reconnects). A `HEAD` request is answered with the stream's
 //! head and no body, without calling the handler; a WebSocket or lifespan scope is declined
-//! with [`UnsupportedScope`](ragi::UnsupportedScope).
+//! with [`UnsupportedScope`].
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, Weak};

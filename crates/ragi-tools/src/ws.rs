@@ -62,7 +62,7 @@
 //! A scope that is not a WebSocket handshake — a plain `GET` (or an `sse` scope) reaching a
 //! WebSocket route — is answered **426 Upgrade Required** with `upgrade: websocket`, without
 //! calling the handler. A lifespan scope is declined with
-//! [`UnsupportedScope`](ragi::UnsupportedScope).
+//! [`UnsupportedScope`].
 //!
 //! # Endpoints
 //!
