@@ -38,7 +38,9 @@
 //! * [`response`] — [`Response`], [`IntoResponse`], streaming, files;
 //! * [`handler`](mod@handler) — `async fn`s of a context as apps;
 //! * [`layer`] — middleware composition: [`Layer`], `.layer(..)` on any app, [`Stack`];
-//! * [`error`] — the one [`Error`] type, rendered as the response it means.
+//! * [`error`] — the one [`Error`] type, rendered as the response it means;
+//! * [`test`] — the in-process test client ([`TestClient`](test::TestClient)): requests,
+//!   streams, WebSocket and SSE sessions, lifespan, and a client that leaves when you say.
 #![deny(missing_docs)]
 
 pub mod context;
@@ -47,6 +49,7 @@ pub mod handler;
 pub mod layer;
 pub mod request;
 pub mod response;
+pub mod test;
 
 /// The names most handlers need: `use ragi_tools::prelude::*;`.
 pub mod prelude {
