@@ -356,9 +356,10 @@ impl RequestBuilder {
                 ex.app_finished(AppOutcome::from_join(r));
             });
         }
-        ex.start(self.body);
+        // A disconnect asked for before sending happens before any body byte.
         let weak: std::sync::Weak<dyn Leave> = Arc::downgrade(&(ex.clone() as Arc<dyn Leave>));
         self.handle.attach(weak);
+        ex.start(self.body);
         ResponseStream::open(client, ex, connection, rx, raw_path, what, timeout).await
     }
 }
