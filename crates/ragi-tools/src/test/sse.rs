@@ -13,7 +13,6 @@ use super::{TestError, TestTransport};
 
 /// One event of a stream, as a client parses it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct SseMessage {
     /// The `event:` field, if the event had one.
     pub event: Option<String>,
