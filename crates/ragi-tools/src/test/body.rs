@@ -223,11 +223,10 @@ impl Multipart {
             .map(|n| format!("ragi-test-boundary-{n:08x}"))
             .find(|b| {
                 let needle = format!("--{b}");
-                !self.parts.iter().any(|p| {
-                    p.body
-                        .windows(needle.len())
-                        .any(|w| w == needle.as_bytes())
-                })
+                !self
+                    .parts
+                    .iter()
+                    .any(|p| p.body.windows(needle.len()).any(|w| w == needle.as_bytes()))
             })
             .expect("some boundary is free")
     }
@@ -257,9 +256,12 @@ mod tests {
 
     #[test]
     fn the_body_has_crlf_and_a_free_boundary() {
-        let form = Multipart::new()
-            .text("a\"b", "x")
-            .file("f", "r\nn.txt", "text/plain", "--ragi-test-boundary-00000000 inside");
+        let form = Multipart::new().text("a\"b", "x").file(
+            "f",
+            "r\nn.txt",
+            "text/plain",
+            "--ragi-test-boundary-00000000 inside",
+        );
         let b = form.boundary();
         assert_eq!(b, "ragi-test-boundary-00000001");
         let body = String::from_utf8(form.to_bytes().to_vec()).unwrap();

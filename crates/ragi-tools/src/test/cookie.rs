@@ -122,24 +122,39 @@ impl Jar {
             },
             (None, None) => false,
         };
-        self.cookies
-            .retain(|c| !(c.name == cookie.name && c.path == cookie.path));
-        if !expired {
-            self.cookies.push(cookie);
+        // A replacement keeps the old cookie's place (its creation time, RFC 6265 §5.3).
+        let old = self
+            .cookies
+            .iter()
+            .position(|c| c.name == cookie.name && c.path == cookie.path);
+        match (old, expired) {
+            (Some(i), true) => {
+                self.cookies.remove(i);
+            }
+            (Some(i), false) => self.cookies[i] = cookie,
+            (None, true) => {}
+            (None, false) => self.cookies.push(cookie),
         }
     }
 
     /// Sets a cookie by hand (path `/`, no attributes).
     pub(crate) fn set(&mut self, name: &str, value: &str) {
-        self.cookies.retain(|c| !(c.name == name && c.path == "/"));
-        self.cookies.push(Cookie {
+        let cookie = Cookie {
             name: name.to_owned(),
             value: value.to_owned(),
             path: "/".to_owned(),
             secure: false,
             http_only: false,
             expires: None,
-        });
+        };
+        match self
+            .cookies
+            .iter()
+            .position(|c| c.name == name && c.path == "/")
+        {
+            Some(i) => self.cookies[i] = cookie,
+            None => self.cookies.push(cookie),
+        }
     }
 
     fn drop_expired(&mut self) {
@@ -169,7 +184,7 @@ impl Jar {
         if matching.is_empty() {
             return None;
         }
-        matching.sort_by(|a, b| b.path.len().cmp(&a.path.len()));
+        matching.sort_by_key(|c| std::cmp::Reverse(c.path.len()));
         let pairs: Vec<String> = matching
             .iter()
             .map(|c| format!("{}={}", c.name, c.value))
@@ -215,14 +230,14 @@ mod tests {
         jar.store("a=9; Path=/", "/");
         jar.store("b=; Path=/admin; Max-Age=0", "/");
         jar.store("s=; Expires=Thu, 01 Jan 1970 00:00:00 GMT", "/dir/other");
-        assert_eq!(
-            jar.header_for("/admin", true).as_deref(),
-            Some("a=9; t=4")
-        );
+        assert_eq!(jar.header_for("/admin", true).as_deref(), Some("a=9; t=4"));
         // Max-Age counts on tokio's clock.
         tokio::time::advance(Duration::from_secs(11)).await;
         assert_eq!(jar.header_for("/", false).as_deref(), Some("a=9"));
-        jar.store("f=5; Expires=Fri, 01 Jan 2100 00:00:00 GMT; Max-Age=-1", "/");
+        jar.store(
+            "f=5; Expires=Fri, 01 Jan 2100 00:00:00 GMT; Max-Age=-1",
+            "/",
+        );
         assert_eq!(jar.all().len(), 1);
         jar.store("f=5; Expires=Fri, 01 Jan 2100 00:00:00 GMT", "/");
         assert_eq!(jar.all().len(), 2);

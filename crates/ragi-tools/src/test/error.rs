@@ -70,10 +70,15 @@ impl fmt::Display for TestError {
                 write!(f, "timed out after {after:?} waiting for {waiting_for}")
             }
             Self::Closed { code, reason } => {
-                write!(f, "the WebSocket is closed (code {code}, reason {reason:?})")
+                write!(
+                    f,
+                    "the WebSocket is closed (code {code}, reason {reason:?})"
+                )
             }
             Self::Ended => f.write_str("the stream ended"),
-            Self::Aborted => f.write_str("the response was aborted (the app failed after it started)"),
+            Self::Aborted => {
+                f.write_str("the response was aborted (the app failed after it started)")
+            }
             Self::Disconnected(r) => write!(f, "the client left ({r})"),
             Self::Unexpected(what) => f.write_str(what),
             Self::StartupFailed(m) => write!(f, "lifespan start-up failed: {m}"),

@@ -20,8 +20,8 @@
 //!   the connection object ends with `server_error`.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -258,9 +258,7 @@ impl Exchange {
         } else if !steps.is_empty() {
             // Everything is here before the app's first poll, as the server reads ahead.
             let mut ready = std::pin::pin!(self.clone().feed(steps, limit));
-            let done = ready
-                .as_mut()
-                .poll(&mut Context::from_waker(Waker::noop()));
+            let done = ready.as_mut().poll(&mut Context::from_waker(Waker::noop()));
             debug_assert!(done.is_ready(), "a body without pauses is fed at once");
         }
     }
@@ -331,7 +329,11 @@ impl Exchange {
             let mut st = self.lock();
             st.disconnect = Some(reason.clone());
             st.leave_at = None;
-            (st.recv_waker.take(), st.to_client.take(), st.keepalive.take())
+            (
+                st.recv_waker.take(),
+                st.to_client.take(),
+                st.keepalive.take(),
+            )
         };
         if let Some(w) = waker {
             w.wake();
@@ -581,7 +583,9 @@ impl Exchange {
         else {
             unreachable!("write_head without a pending head")
         };
-        let declared = headers.get("content-length").and_then(|v| parse_content_length(v));
+        let declared = headers
+            .get("content-length")
+            .and_then(|v| parse_content_length(v));
         let app_chunked = headers
             .get("transfer-encoding")
             .is_some_and(|v| v.eq_ignore_ascii_case(b"chunked"));
@@ -819,7 +823,11 @@ impl Exchange {
     }
 
     /// `SseKeepalive`: a comment every `interval` while the stream is open (zero stops it).
-    fn start_keepalive(self: &Arc<Self>, interval: Duration, comment: String) -> Result<(), SendError> {
+    fn start_keepalive(
+        self: &Arc<Self>,
+        interval: Duration,
+        comment: String,
+    ) -> Result<(), SendError> {
         let line = format_comment(&comment)?;
         let mut st = self.lock();
         if let Some(old) = st.keepalive.take() {
@@ -836,7 +844,10 @@ impl Exchange {
                 let phase = ex.lock().sse;
                 match phase {
                     SsePhase::Streaming => {
-                        if ex.apply_all(vec![SendEvent::body_chunk(line.clone())]).is_err() {
+                        if ex
+                            .apply_all(vec![SendEvent::body_chunk(line.clone())])
+                            .is_err()
+                        {
                             return;
                         }
                         ex.check_leave();

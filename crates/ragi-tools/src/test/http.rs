@@ -191,7 +191,8 @@ impl RequestBuilder {
     /// A `multipart/form-data` body (its `content-type` with the boundary unless set).
     pub fn multipart(self, form: Multipart) -> Self {
         let ct = form.content_type();
-        self.default_header("content-type", ct).body(form.to_bytes())
+        self.default_header("content-type", ct)
+            .body(form.to_bytes())
     }
 
     /// Appends a chunk to a chunked body (`transfer-encoding: chunked`): each chunk reaches

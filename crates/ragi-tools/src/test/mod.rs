@@ -22,7 +22,7 @@
 //! let res = client.get("/there").header("x-trace", "1").send().await;
 //! assert_eq!(res.status(), 200);
 //! assert_eq!(res.text(), "Hello from /there");
-//! assert_eq!(res.header("content-length"), Some("16")); // added as the server would
+//! assert_eq!(res.header("content-length"), Some("17")); // added as the server would
 //! assert!(res.connection().is_completed()); // on_complete callbacks ran
 //! # });
 //! ```
@@ -273,8 +273,8 @@ impl TestClient {
     /// Shares `state` as the server-state object of every scope
     /// (`scope.extensions.server_state`).
     pub fn with_server_state(mut self, state: State) -> Self {
-        let shared = Arc::get_mut(&mut self.shared)
-            .expect("set the server state before cloning the client");
+        let shared =
+            Arc::get_mut(&mut self.shared).expect("set the server state before cloning the client");
         shared.server_state = state;
         self
     }

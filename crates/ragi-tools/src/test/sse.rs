@@ -85,10 +85,7 @@ impl Parser {
         let line = String::from_utf8_lossy(line);
         if line.is_empty() {
             if self.has_field {
-                let mut ev = std::mem::take(&mut self.current);
-                if self.data_lines == 0 {
-                    ev.data.clear();
-                }
+                let ev = std::mem::take(&mut self.current);
                 out.push_back(SseItem::Event(ev));
             }
             self.has_field = false;
@@ -115,10 +112,8 @@ impl Parser {
                 self.data_lines += 1;
             }
             "id" if !value.contains('\0') => self.current.id = Some(value.to_owned()),
-            "retry" => {
-                if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
-                    self.current.retry = value.parse().ok();
-                }
+            "retry" if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => {
+                self.current.retry = value.parse().ok();
             }
             _ => {}
         }
@@ -376,13 +371,11 @@ impl SseBuilder {
     /// When no head comes within the timeout.
     pub async fn connect(self) -> SseConnect {
         let stream = self.req.stream().await;
-        let is_stream = stream
-            .header("content-type")
-            .is_some_and(|ct| {
-                ct.split(';')
-                    .next()
-                    .is_some_and(|m| m.trim().eq_ignore_ascii_case("text/event-stream"))
-            });
+        let is_stream = stream.header("content-type").is_some_and(|ct| {
+            ct.split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("text/event-stream"))
+        });
         if is_stream {
             SseConnect::Stream(SseStream::new(stream))
         } else {

@@ -586,7 +586,8 @@ impl WebSocketBuilder {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.subprotocols.extend(protocols.into_iter().map(Into::into));
+        self.subprotocols
+            .extend(protocols.into_iter().map(Into::into));
         self
     }
 
@@ -792,11 +793,7 @@ impl WsConnect {
     pub fn accepted(self) -> TestWebSocket {
         match self {
             Self::Accepted(ws) => ws,
-            Self::Denied(r) => panic!(
-                "the WebSocket was denied: {} {:?}",
-                r.status(),
-                r.text()
-            ),
+            Self::Denied(r) => panic!("the WebSocket was denied: {} {:?}", r.status(), r.text()),
             Self::ClosedBeforeAccept { code, reason, .. } => panic!(
                 "the app closed the WebSocket before accepting it (code {code}, reason {reason:?})"
             ),

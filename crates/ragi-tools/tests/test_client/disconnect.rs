@@ -95,7 +95,9 @@ fn settled(seen: &Seen, reason: &str) -> Vec<String> {
         got.contains(&format!("future: {reason}")),
         "the disconnected() waiter saw {reason}: {got:?}"
     );
-    got.into_iter().filter(|l| !l.starts_with("future:")).collect()
+    got.into_iter()
+        .filter(|l| !l.starts_with("future:"))
+        .collect()
 }
 
 /// The §3 lines a client that left with `reason` produces, in order (the future's task runs
@@ -140,7 +142,10 @@ async fn before_body_on_a_request_without_body_still_delivers_its_end() {
     let app = move |scope: Scope, mut rx: Receiver, _send: Sender| {
         let s = s.clone();
         async move {
-            s.push(format!("connected at start: {}", scope.connection().is_connected()));
+            s.push(format!(
+                "connected at start: {}",
+                scope.connection().is_connected()
+            ));
             s.push(format!("{:?}", rx.receive().await));
             s.push(format!("{:?}", rx.receive().await));
             Ok(())
@@ -210,10 +215,7 @@ async fn after_response_start_fails_the_next_send() {
     let client = TestClient::new(reader(seen.clone()));
     let res = client
         .get("/")
-        .disconnect(
-            Disconnect::AfterResponseStart,
-            DisconnectReason::WriteError,
-        )
+        .disconnect(Disconnect::AfterResponseStart, DisconnectReason::WriteError)
         .send()
         .await;
     // The server holds the head until the first body piece: the client saw none.
@@ -224,7 +226,10 @@ async fn after_response_start_fails_the_next_send() {
     assert_eq!(got.last().unwrap(), "send: None Some(Some(WriteError))");
     assert_eq!(res.events().len(), 1, "only the start was accepted");
     assert_eq!(res.send_log().len(), 2);
-    assert!(res.violations().is_empty(), "a refusal for a gone client is no violation");
+    assert!(
+        res.violations().is_empty(),
+        "a refusal for a gone client is no violation"
+    );
 }
 
 #[tokio::test]
@@ -332,7 +337,8 @@ async fn a_handle_leaves_on_demand_and_a_later_disconnect_still_reaches_receive(
     let got = settled(&seen, "x-user-left");
     assert_eq!(got[0], "body \"payload\"");
     assert_eq!(got[1..3], gone_lines("x-user-left")[..]);
-    assert!(got.contains(&"later: Disconnect { reason: Extra(ExtraReason(\"x-user-left\")) }".to_owned()));
+    assert!(got
+        .contains(&"later: Disconnect { reason: Extra(ExtraReason(\"x-user-left\")) }".to_owned()));
 }
 
 #[tokio::test]
@@ -373,7 +379,9 @@ async fn the_stream_leaves_with_any_reason_and_only_before_the_end() {
     // Nothing more is read once the client left, not even what was already on its way.
     assert!(matches!(
         stream.next_chunk().await,
-        Err(ragi_tools::test::TestError::Disconnected(DisconnectReason::WriteTimeout))
+        Err(ragi_tools::test::TestError::Disconnected(
+            DisconnectReason::WriteTimeout
+        ))
     ));
 
     // After a complete response, leaving changes nothing: on_complete fired, not on_disconnect.
@@ -435,7 +443,10 @@ async fn an_sse_stream_can_be_left_after_its_start_or_n_bytes() {
     let got = settled(&seen, "client_closed");
     assert_eq!(got[..2], gone_lines("client_closed")[..]);
     let events: Vec<&String> = got.iter().filter(|l| l.starts_with("event")).collect();
-    assert_eq!(events, ["event 0: false", "event 1: false", "event 2: false"]);
+    assert_eq!(
+        events,
+        ["event 0: false", "event 1: false", "event 2: false"]
+    );
 
     let client = TestClient::new(app_events());
     let mut sse = client

@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ragi::{
-    Body, Headers, HttpVersion, ReceiveEvent, Receiver, Scope, ScopeKind, SendEvent, Sender,
-    State,
+    Body, Headers, HttpVersion, ReceiveEvent, Receiver, Scope, ScopeKind, SendEvent, Sender, State,
 };
 use ragi_tools::test::{Multipart, TestClient, TestTransport};
 use serde_json::{json, Value};
@@ -20,12 +19,7 @@ async fn describe(scope: Scope, mut rx: Receiver, send: Sender) -> ragi::AppResu
     let headers: Vec<Value> = scope
         .headers
         .iter()
-        .map(|(n, v)| {
-            json!([
-                String::from_utf8_lossy(n),
-                String::from_utf8_lossy(v)
-            ])
-        })
+        .map(|(n, v)| json!([String::from_utf8_lossy(n), String::from_utf8_lossy(v)]))
         .collect();
     let ext = &scope.extensions;
     let v = json!({
@@ -79,7 +73,11 @@ fn header<'a>(v: &'a Value, name: &str) -> Vec<&'a str> {
 #[tokio::test]
 async fn the_scope_has_the_documented_defaults() {
     let client = TestClient::new(describe);
-    let res = client.get("/a%20b/c?x=1").query("y", "two words").send().await;
+    let res = client
+        .get("/a%20b/c?x=1")
+        .query("y", "two words")
+        .send()
+        .await;
     assert_eq!(res.status(), 200);
     let v: Value = res.json();
     assert_eq!(v["kind"], "http");
@@ -246,7 +244,11 @@ async fn chunked_bodies_arrive_piece_by_piece_with_their_pauses() {
     assert_eq!(res.status(), 204);
     assert_eq!(
         seen2.get()[4..],
-        ["te=chunked", "0ms \"x\" more=true", "2000ms \"\" more=false"]
+        [
+            "te=chunked",
+            "0ms \"x\" more=true",
+            "2000ms \"\" more=false"
+        ]
     );
 }
 
@@ -315,7 +317,10 @@ async fn responses_show_what_the_client_would_see() {
     assert_eq!(res.client_left(), None);
 
     let res = client.get("/pieces").send().await;
-    assert_eq!((res.text().as_str(), res.header("content-length")), ("hello", Some("5")));
+    assert_eq!(
+        (res.text().as_str(), res.header("content-length")),
+        ("hello", Some("5"))
+    );
 
     let res = client.get("/chunked").send().await;
     assert_eq!(res.text(), "hello");
@@ -323,11 +328,12 @@ async fn responses_show_what_the_client_would_see() {
 
     let res = client.get("/trailers").send().await;
     assert_eq!(res.text(), "hello");
-    assert_eq!(res.header("content-length"), None, "chunked for the trailers");
     assert_eq!(
-        res.trailers().unwrap().get_str("x-checksum"),
-        Some("abc")
+        res.header("content-length"),
+        None,
+        "chunked for the trailers"
     );
+    assert_eq!(res.trailers().unwrap().get_str("x-checksum"), Some("abc"));
     assert!(res.connection().response_complete());
 
     // HTTP/1.0: no trailers; a body of unknown length is close-delimited.
@@ -468,7 +474,9 @@ async fn a_read_that_gets_nothing_times_out_with_a_clear_error() {
 }
 
 #[tokio::test(start_paused = true)]
-#[should_panic(expected = "timed out after 1s waiting for the response head of GET /never; the app sent: nothing")]
+#[should_panic(
+    expected = "timed out after 1s waiting for the response head of GET /never; the app sent: nothing"
+)]
 async fn a_response_that_never_comes_panics_with_what_was_sent() {
     let app = |_scope: Scope, _rx: Receiver, _send: Sender| async move {
         std::future::pending::<()>().await;
@@ -545,7 +553,12 @@ async fn the_transport_can_be_scripted() {
             let (a, b) = (s.clone(), s.clone());
             t.on_high_water(move || a.push("high"));
             t.on_drain(move || b.push("drain"));
-            s.push(format!("{} {} {}", t.buffered_amount(), t.high_water(), t.low_water()));
+            s.push(format!(
+                "{} {} {}",
+                t.buffered_amount(),
+                t.high_water(),
+                t.low_water()
+            ));
             send.send(SendEvent::response_start(200, Headers::new()))
                 .await?;
             send.send(SendEvent::FullFlush).await?;
@@ -607,7 +620,10 @@ async fn an_app_without_a_response_gets_the_servers_500() {
         let res = client.get(path).send().await;
         assert_eq!(res.status(), 500, "{path}");
         assert_eq!(res.text(), "500 Internal Server Error\n");
-        assert_eq!(res.header("content-type"), Some("text/plain; charset=utf-8"));
+        assert_eq!(
+            res.header("content-type"),
+            Some("text/plain; charset=utf-8")
+        );
         assert!(res.is_complete());
         assert_eq!(
             res.connection().disconnect_reason(),
@@ -666,6 +682,9 @@ async fn completion_fires_on_complete_and_never_the_disconnect_side() {
     let conn = res.connection().clone();
     assert!(conn.is_connected(), "stays true after a clean completion");
     let waited = tokio::time::timeout(Duration::from_millis(20), conn.disconnected()).await;
-    assert!(waited.is_err(), "disconnected() never resolves after completion");
+    assert!(
+        waited.is_err(),
+        "disconnected() never resolves after completion"
+    );
     let _ = Arc::new(());
 }

@@ -80,7 +80,9 @@ async fn a_second_start_a_body_out_of_place_and_bad_statuses_are_refused() {
             "ResponseTrailers"
         ]
     );
-    assert!(res.violations()[0].to_string().contains("before ResponseStart"));
+    assert!(res.violations()[0]
+        .to_string()
+        .contains("before ResponseStart"));
     assert_eq!(res.events().len(), 2);
     assert_eq!(res.send_log().len(), 7);
 }
@@ -99,7 +101,10 @@ async fn headers_with_cr_lf_nul_or_bad_names_never_reach_the_client() {
             Headers::new().with(n, Bytes::copy_from_slice(v)),
         )])
         .await;
-        assert!(seen[0].starts_with("ResponseStart: invalid header"), "{seen:?}");
+        assert!(
+            seen[0].starts_with("ResponseStart: invalid header"),
+            "{seen:?}"
+        );
         // Nothing started: the app returned without a response, so the server's 500.
         assert_eq!(res.status(), 500);
         assert!(res.headers().get("set-cookie").is_none());
@@ -124,7 +129,9 @@ async fn headers_with_cr_lf_nul_or_bad_names_never_reach_the_client() {
 
 #[tokio::test]
 async fn content_length_is_held_to() {
-    let cl = |n: &str| SendEvent::response_start(200, Headers::new().with("content-length", n.to_owned()));
+    let cl = |n: &str| {
+        SendEvent::response_start(200, Headers::new().with("content-length", n.to_owned()))
+    };
     let (seen, res) = run(vec![cl("3"), SendEvent::body_chunk("abcd")]).await;
     assert_eq!(
         seen[1],
@@ -215,7 +222,10 @@ async fn sse_scopes_refuse_what_the_servers_sse_sink_refuses() {
     ];
     let client = TestClient::new(sender(events, seen.clone()));
     let mut sse = client.sse("/").connect().await.stream();
-    assert_eq!(sse.next_event().await, Err(ragi_tools::test::TestError::Ended));
+    assert_eq!(
+        sse.next_event().await,
+        Err(ragi_tools::test::TestError::Ended)
+    );
     assert_eq!(
         seen.get(),
         vec![

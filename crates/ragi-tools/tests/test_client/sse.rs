@@ -45,9 +45,17 @@ async fn counter(scope: Scope, _rx: Receiver, send: Sender) -> ragi::AppResult {
 #[tokio::test(start_paused = true)]
 async fn typed_events_resume_after_last_event_id() {
     let client = TestClient::new(counter);
-    let mut sse = client.sse("/events").last_event_id("41").connect().await.stream();
+    let mut sse = client
+        .sse("/events")
+        .last_event_id("41")
+        .connect()
+        .await
+        .stream();
     assert_eq!(sse.status(), 200);
-    assert_eq!(sse.headers().get_str("content-type"), Some("text/event-stream"));
+    assert_eq!(
+        sse.headers().get_str("content-type"),
+        Some("text/event-stream")
+    );
     assert_eq!(sse.headers().get_str("cache-control"), Some("no-cache"));
     assert_eq!(sse.headers().get_str("x-stream"), Some("1"));
     for n in 42..45 {
@@ -59,7 +67,10 @@ async fn typed_events_resume_after_last_event_id() {
     assert_eq!(sse.last_event_id(), Some("44"));
     let conn = sse.connection().clone();
     assert!(sse.disconnect(DisconnectReason::ClientClosed));
-    assert_eq!(conn.disconnect_reason(), Some(DisconnectReason::ClientClosed));
+    assert_eq!(
+        conn.disconnect_reason(),
+        Some(DisconnectReason::ClientClosed)
+    );
     assert_eq!(
         sse.next_event().await,
         Err(TestError::Disconnected(DisconnectReason::ClientClosed))
@@ -118,11 +129,20 @@ async fn fields_comments_and_keepalive_comments() {
             retry: Some(1500),
         })
     );
-    assert_eq!(sse.next_item().await.unwrap(), SseItem::Comment("hello".into()));
+    assert_eq!(
+        sse.next_item().await.unwrap(),
+        SseItem::Comment("hello".into())
+    );
     // Keep-alive comments every 15 s (paused clock: no real wait).
     let t0 = tokio::time::Instant::now();
-    assert_eq!(sse.next_item().await.unwrap(), SseItem::Comment("ka".into()));
-    assert_eq!(sse.next_item().await.unwrap(), SseItem::Comment("ka".into()));
+    assert_eq!(
+        sse.next_item().await.unwrap(),
+        SseItem::Comment("ka".into())
+    );
+    assert_eq!(
+        sse.next_item().await.unwrap(),
+        SseItem::Comment("ka".into())
+    );
     assert_eq!(t0.elapsed(), Duration::from_secs(30));
     assert_eq!(sse.comments(), ["hello", "ka", "ka"]);
     assert_eq!(sse.response().received(), 55 + 9 + 6 + 6);
@@ -228,8 +248,10 @@ async fn a_plain_http_event_stream_is_parsed_too() {
             Headers::new().with("content-type", "text/event-stream; charset=utf-8"),
         ))
         .await?;
-        send.send(SendEvent::body_chunk("id: 1\r\ndata: a\r\n\r\n: c\r\n\r\ndata: b"))
-            .await?;
+        send.send(SendEvent::body_chunk(
+            "id: 1\r\ndata: a\r\n\r\n: c\r\n\r\ndata: b",
+        ))
+        .await?;
         send.send(SendEvent::body_chunk("\n\n")).await?;
         std::future::pending::<()>().await;
         Ok(())
