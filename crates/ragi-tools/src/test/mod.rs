@@ -2,7 +2,7 @@
 //!
 //! [`TestClient`] runs any [`ragi::App`] in a tokio task, with no socket: it builds the scopes,
 //! feeds `receive`, checks and records every event the app `send`s, and drives the request's
-//! [`Connection`](ragi::Connection) object exactly as `ragi-server` does. An app that passes
+//! [`Connection`] object exactly as `ragi-server` does. An app that passes
 //! here accepts and refuses the same events in the same states under the server.
 //!
 //! ```
