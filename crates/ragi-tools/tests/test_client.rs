@@ -10,5 +10,6 @@ mod test_client {
     mod lifespan;
     mod misuse;
     mod sse;
+    mod toolkit;
     mod ws;
 }
