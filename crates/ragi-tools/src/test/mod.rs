@@ -279,6 +279,15 @@ impl TestClient {
         self
     }
 
+    /// Uses `state` as the lifespan state (`scope.state` of every scope, the lifespan scope
+    /// included), e.g. one a test filled beforehand instead of running start-up.
+    pub fn with_state(mut self, state: State) -> Self {
+        let shared =
+            Arc::get_mut(&mut self.shared).expect("set the state before cloning the client");
+        shared.state = state;
+        self
+    }
+
     /// The lifespan state: filled by the app's start-up, placed in every scope as
     /// `scope.state`.
     pub fn state(&self) -> &State {

@@ -535,8 +535,12 @@ async fn the_states_are_shared_by_every_scope() {
     };
     let server_state = State::default();
     server_state.insert(Counter(0.into()));
-    let client = TestClient::new(app).with_server_state(server_state.clone());
-    client.state().insert("lifespan".to_owned());
+    let state = State::default();
+    state.insert("lifespan".to_owned());
+    let client = TestClient::new(app)
+        .with_server_state(server_state.clone())
+        .with_state(state.clone());
+    assert!(client.state().ptr_eq(&state));
     assert_eq!(client.get("/").send().await.text(), "0 Some(\"lifespan\")");
     assert_eq!(client.get("/").send().await.text(), "1 Some(\"lifespan\")");
     assert!(client.server_state().ptr_eq(&server_state));
@@ -687,4 +691,53 @@ async fn completion_fires_on_complete_and_never_the_disconnect_side() {
         "disconnected() never resolves after completion"
     );
     let _ = Arc::new(());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_exchanges_on_a_multi_thread_runtime() {
+    let app = |_scope: Scope, mut rx: Receiver, send: Sender| async move {
+        let body = read_body(&mut rx).await.unwrap_or_default();
+        send.send(SendEvent::response_start(200, Headers::new()))
+            .await?;
+        for _ in 0..10 {
+            send.send(SendEvent::body_chunk(body.clone())).await?;
+            tokio::task::yield_now().await;
+        }
+        send.send(SendEvent::body("")).await?;
+        Ok(())
+    };
+    let client = TestClient::new(app);
+    let mut tasks = Vec::new();
+    for i in 0..200u32 {
+        let c = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut req = c.post("/").body(format!("{i:03}"));
+            if i % 2 == 0 {
+                req = req.disconnect(
+                    ragi_tools::test::Disconnect::AfterBytes(7),
+                    ragi::DisconnectReason::ClientClosed,
+                );
+            }
+            (i, req.send().await)
+        }));
+    }
+    for t in tasks {
+        let (i, res) = t.await.unwrap();
+        if i % 2 == 0 {
+            assert_eq!(
+                res.client_left(),
+                Some(ragi::DisconnectReason::ClientClosed)
+            );
+            assert_eq!(res.text(), format!("{i:03}").repeat(3));
+            assert_eq!(
+                res.connection().disconnect_reason(),
+                Some(ragi::DisconnectReason::ClientClosed)
+            );
+        } else {
+            assert!(res.is_complete());
+            assert_eq!(res.text(), format!("{i:03}").repeat(10));
+            assert!(res.connection().is_completed());
+        }
+        assert!(res.violations().is_empty());
+    }
 }
