@@ -112,6 +112,24 @@ pub trait Context {
             .ok_or_else(Error::not_found)
     }
 
+    /// The path of the route named `name` (see [`crate::router`]): resolved against the router
+    /// that dispatched this request (then the routers that mounted it), under that router's
+    /// `root_path`, with `params` percent-encoded and `query` form-encoded. An error (500) when
+    /// no such route exists or the parameters do not fit its pattern.
+    fn url_for(
+        &self,
+        name: &str,
+        params: &[(&str, &str)],
+        query: &[(&str, &str)],
+    ) -> Result<String, Error> {
+        crate::router::url_for(self.scope(), name, params, query)
+    }
+
+    /// The route the router dispatched this request to (its full pattern and name).
+    fn matched_route(&self) -> Option<Arc<crate::router::MatchedRoute>> {
+        self.scope().stash.get()
+    }
+
     /// The per-request stash.
     fn stash(&self) -> &Stash {
         &self.scope().stash
