@@ -329,7 +329,7 @@ fn parse_param(body: &str, source: &str) -> Result<Segment, String> {
         return Ok(Segment::Tail { name: name.into() });
     }
     let constraint = match constraint {
-        Some(c) if c.is_empty() => {
+        Some("") => {
             return Err(format!("empty constraint in pattern {source:?}"));
         }
         Some(c) => Some(Constraint::new(c)?),
