@@ -35,7 +35,10 @@ use crate::{Error, Response};
 /// them in the scope's stash; nested routers add theirs after their parents'.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Params {
-    list: Vec<(String, String)>,
+    /// Every value, one after the other (one allocation however many there are).
+    text: String,
+    /// Each name and where its value lies in `text`.
+    list: Vec<(Arc<str>, usize, usize)>,
 }
 
 impl Params {
@@ -44,9 +47,19 @@ impl Params {
         Self::default()
     }
 
+    /// Room for `n` parameters of `bytes` bytes in all.
+    pub fn with_capacity(n: usize, bytes: usize) -> Self {
+        Self {
+            text: String::with_capacity(bytes),
+            list: Vec::with_capacity(n),
+        }
+    }
+
     /// Adds a parameter (a later one of the same name wins in [`Params::get`]).
-    pub fn push(&mut self, name: impl Into<String>, value: impl Into<String>) {
-        self.list.push((name.into(), value.into()));
+    pub fn push(&mut self, name: impl Into<Arc<str>>, value: impl AsRef<str>) {
+        let start = self.text.len();
+        self.text.push_str(value.as_ref());
+        self.list.push((name.into(), start, self.text.len()));
     }
 
     /// The value of `name`.
@@ -54,13 +67,13 @@ impl Params {
         self.list
             .iter()
             .rev()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+            .find(|(n, _, _)| &**n == name)
+            .map(|&(_, s, e)| &self.text[s..e])
     }
 
     /// Every `(name, value)` in order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.list.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+        self.list.iter().map(|(n, s, e)| (&**n, &self.text[*s..*e]))
     }
 
     /// How many there are.

@@ -118,7 +118,7 @@ use ragi::{App, AppResult, BoxFuture, Receiver, Scope, ScopeKind, Sender, Unsupp
 
 pub(crate) use self::method::MethodSet;
 use self::pattern::{encode_path, ParamNames, Pattern};
-use self::trie::{decode, Capture, Node, Visitor};
+use self::trie::{decode, Caps, Node, Visitor};
 use self::url::{Names, UrlScope};
 use crate::cancel::Guard;
 use crate::endpoint::HttpEndpoint;
@@ -682,11 +682,11 @@ impl Router {
                 }
             };
             let params: ParamNames = r.pattern.param_names().into();
-            let info = MatchedRoute {
+            let info = Arc::new(MatchedRoute {
                 pattern: r.text.clone(),
                 name: r.name.clone(),
                 mount: false,
-            };
+            });
             for e in &r.entries {
                 leaves[leaf].push(Entry {
                     kind: e.kind,
@@ -704,11 +704,11 @@ impl Router {
             mounts.push(MountEntry {
                 app: wrap(&m.app, &m.layers),
                 params: m.prefix.param_names().into(),
-                info: MatchedRoute {
+                info: Arc::new(MatchedRoute {
                     pattern: m.text.clone(),
                     name: None,
                     mount: true,
-                },
+                }),
                 is_router: m.is_router,
                 cancel: m.cancel,
             });
@@ -735,7 +735,7 @@ impl Router {
     #[doc(hidden)]
     pub fn match_path(&self, method: &Method, raw_path: &[u8]) -> Result<Arc<str>, u16> {
         let table = &self.frozen().table;
-        let mut caps = Vec::new();
+        let mut caps = Caps::default();
         let mut s = Search::new(&table.leaves, Kind::Http, method);
         if raw_path.starts_with(b"/") && table.root.find_route(raw_path, &mut caps, &mut s) {
             let (leaf, i) = s.found.unwrap_or_default();
@@ -763,14 +763,14 @@ struct Entry {
     methods: MethodSet,
     app: SharedApp,
     params: ParamNames,
-    info: MatchedRoute,
+    info: Arc<MatchedRoute>,
     cancel: Option<bool>,
 }
 
 struct MountEntry {
     app: SharedApp,
     params: ParamNames,
-    info: MatchedRoute,
+    info: Arc<MatchedRoute>,
     is_router: bool,
     cancel: Option<bool>,
 }
@@ -845,7 +845,7 @@ impl<'a> Search<'a> {
 }
 
 impl Visitor for Search<'_> {
-    fn leaf(&mut self, leaf: usize, _caps: &[Capture]) -> bool {
+    fn leaf(&mut self, leaf: usize, _caps: &Caps) -> bool {
         let entries = &self.leaves[leaf];
         if let Some(i) = self.pick(entries) {
             self.found = Some((leaf, i));
@@ -865,7 +865,7 @@ impl Visitor for Search<'_> {
 struct AnyHttp<'a>(&'a [Vec<Entry>]);
 
 impl Visitor for AnyHttp<'_> {
-    fn leaf(&mut self, leaf: usize, _caps: &[Capture]) -> bool {
+    fn leaf(&mut self, leaf: usize, _caps: &Caps) -> bool {
         self.0[leaf].iter().any(|e| e.kind != Kind::WebSocket)
     }
 }
@@ -898,13 +898,16 @@ impl Table {
         if !raw.starts_with(b"/") {
             return answer(scope, send, Error::not_found().into_response());
         }
-        let mut caps = Vec::new();
+        let mut caps = Caps::default();
         let mut search = Search::new(&self.leaves, kind, &scope.method);
         if self.root.find_route(&raw, &mut caps, &mut search) {
             let (leaf, i) = search.found.expect("a found route");
             let e = &self.leaves[leaf][i];
-            self.record(&scope, &raw, &caps, &e.params, &e.info);
-            let cancel = e.cancel.or(self.cancel).or_else(|| inherited(&scope));
+            let nested = self.record(&scope, &raw, &caps, &e.params, &e.info);
+            let cancel = e
+                .cancel
+                .or(self.cancel)
+                .or_else(|| inherited(&scope, nested));
             return call(&e.app, cancel == Some(true), scope, receive, send);
         }
         if kind != Kind::WebSocket {
@@ -932,9 +935,12 @@ impl Table {
         }
         if let Some((m, consumed)) = self.root.find_mount(&raw, &mut caps) {
             let m = &self.mounts[m];
-            self.record(&scope, &raw, &caps, &m.params, &m.info);
+            let nested = self.record(&scope, &raw, &caps, &m.params, &m.info);
             strip_prefix(&mut scope, consumed);
-            let cancel = m.cancel.or(self.cancel).or_else(|| inherited(&scope));
+            let cancel = m
+                .cancel
+                .or(self.cancel)
+                .or_else(|| inherited(&scope, nested));
             if m.is_router {
                 if let Some(c) = cancel {
                     scope.stash.insert(InheritedCancel(c));
@@ -949,35 +955,42 @@ impl Table {
         answer(scope, send, Error::not_found().into_response())
     }
 
-    /// Puts the parameters, the matched route and the names in the stash.
+    /// Puts the parameters, the matched route and the names in the stash. Returns whether an
+    /// outer router mounted this one.
     fn record(
         &self,
         scope: &Scope,
         raw: &[u8],
-        caps: &[Capture],
+        caps: &Caps,
         names: &ParamNames,
-        info: &MatchedRoute,
-    ) {
+        info: &Arc<MatchedRoute>,
+    ) -> bool {
         let stash = &scope.stash;
         if !caps.is_empty() {
-            let mut params = stash
-                .get::<Params>()
-                .map(|p| (*p).clone())
-                .unwrap_or_default();
-            for (&(s, e), name) in caps.iter().zip(names.iter()) {
-                params.push(&**name, decode(&raw[s..e]).into_owned());
+            let mut params = match stash.get::<Params>() {
+                Some(outer) => (*outer).clone(),
+                None => Params::with_capacity(names.len(), raw.len()),
+            };
+            for ((s, e), name) in caps.iter().zip(names.iter()) {
+                params.push(name.clone(), decode(&raw[s..e]));
             }
             stash.insert(params);
         }
-        let info = match stash.get::<MatchedRoute>() {
-            Some(outer) if outer.mount && !outer.pattern.is_empty() => MatchedRoute {
-                pattern: format!("{}{}", outer.pattern, info.pattern).into(),
-                name: info.name.clone(),
-                mount: info.mount,
-            },
-            _ => info.clone(),
-        };
-        stash.insert(info);
+        let outer = stash.get::<MatchedRoute>().filter(|o| o.mount);
+        let nested = outer.is_some();
+        match outer {
+            Some(outer) if !outer.pattern.is_empty() => {
+                stash.insert(MatchedRoute {
+                    pattern: format!("{}{}", outer.pattern, info.pattern).into(),
+                    name: info.name.clone(),
+                    mount: info.mount,
+                });
+            }
+            // The route's own record, shared: no allocation per request.
+            _ => {
+                stash.insert_arc(info.clone());
+            }
+        }
         if !self.names.is_empty() {
             stash.insert(UrlScope {
                 names: self.names.clone(),
@@ -985,6 +998,7 @@ impl Table {
                 parent: stash.get::<UrlScope>(),
             });
         }
+        nested
     }
 
     /// The redirect target when the path with its trailing slash toggled matches a route.
@@ -994,7 +1008,7 @@ impl Table {
             Some(without) => without.to_vec(),
             None => [&raw[..], b"/"].concat(),
         };
-        let mut caps = Vec::new();
+        let mut caps = Caps::default();
         if !self
             .root
             .find_route(&toggled, &mut caps, &mut AnyHttp(&self.leaves))
@@ -1011,9 +1025,9 @@ impl Table {
     }
 }
 
-/// The cancel policy an outer router passed down, if any.
-fn inherited(scope: &Scope) -> Option<bool> {
-    if !scope.stash.is_initialized() {
+/// The cancel policy an outer router passed down, if this router is `nested` in one.
+fn inherited(scope: &Scope, nested: bool) -> Option<bool> {
+    if !nested {
         return None;
     }
     scope.stash.get::<InheritedCancel>().map(|c| c.0)

@@ -39,6 +39,63 @@ pub(crate) struct Constraint {
     /// node).
     pub(crate) source: Box<str>,
     re: regex::Regex,
+    /// The common shape "one character class, repeated" (`\d+`, `[a-z0-9-]{2,16}`), checked
+    /// on ASCII values with a table instead of the regex engine.
+    class: Option<ClassRepeat>,
+}
+
+/// A class repeated `min..=max` times, with its ASCII members as a bit set.
+#[derive(Clone, Copy, Debug)]
+struct ClassRepeat {
+    ascii: u128,
+    min: u32,
+    max: Option<u32>,
+}
+
+impl ClassRepeat {
+    /// The class-repeat shape of `source`, if it has it.
+    fn of(source: &str) -> Option<Self> {
+        use regex_syntax::hir::{Class, HirKind};
+        let mut hir = regex_syntax::Parser::new().parse(source).ok()?;
+        while let HirKind::Capture(c) = hir.kind() {
+            hir = (*c.sub).clone();
+        }
+        let HirKind::Repetition(rep) = hir.kind() else {
+            return None;
+        };
+        let HirKind::Class(class) = rep.sub.kind() else {
+            return None;
+        };
+        let mut ascii = 0u128;
+        let mut add = |lo: u32, hi: u32| {
+            for c in lo..=hi.min(127) {
+                ascii |= 1 << c;
+            }
+        };
+        match class {
+            Class::Unicode(u) => u
+                .ranges()
+                .iter()
+                .for_each(|r| add(r.start().into(), r.end().into())),
+            Class::Bytes(b) => b
+                .ranges()
+                .iter()
+                .for_each(|r| add(r.start().into(), r.end().into())),
+        }
+        Some(Self {
+            ascii,
+            min: rep.min,
+            max: rep.max,
+        })
+    }
+
+    /// Whether the ASCII `value` matches.
+    fn matches_ascii(&self, value: &[u8]) -> bool {
+        let n = value.len() as u64;
+        n >= u64::from(self.min)
+            && self.max.is_none_or(|m| n <= u64::from(m))
+            && value.iter().all(|&b| self.ascii & (1 << b) != 0)
+    }
 }
 
 impl Constraint {
@@ -48,12 +105,22 @@ impl Constraint {
         Ok(Self {
             source: source.into(),
             re,
+            class: ClassRepeat::of(source),
         })
     }
 
     /// Whether the decoded segment `value` satisfies the constraint.
     pub(crate) fn is_match(&self, value: &str) -> bool {
-        self.re.is_match(value)
+        self.is_match_bytes(value.as_bytes())
+    }
+
+    /// Whether the decoded segment `value` (bytes, lossily UTF-8) satisfies the constraint.
+    pub(crate) fn is_match_bytes(&self, value: &[u8]) -> bool {
+        match &self.class {
+            // For ASCII text the class's ASCII members decide, exactly as the regex would.
+            Some(c) if value.is_ascii() => c.matches_ascii(value),
+            _ => self.re.is_match(&String::from_utf8_lossy(value)),
+        }
     }
 }
 
@@ -153,11 +220,11 @@ impl Pattern {
     }
 
     /// The parameter names in order.
-    pub(crate) fn param_names(&self) -> Vec<Box<str>> {
+    pub(crate) fn param_names(&self) -> Vec<Arc<str>> {
         self.segments
             .iter()
             .filter_map(|s| match s {
-                Segment::Param { name, .. } | Segment::Tail { name } => Some(name.clone()),
+                Segment::Param { name, .. } | Segment::Tail { name } => Some(Arc::from(&**name)),
                 Segment::Static(_) => None,
             })
             .collect()
@@ -393,7 +460,7 @@ pub(crate) fn encode_path(path: &str) -> Cow<'_, str> {
 }
 
 /// The names of parameters as shared by every match of one route.
-pub(crate) type ParamNames = Arc<[Box<str>]>;
+pub(crate) type ParamNames = Arc<[Arc<str>]>;
 
 #[cfg(test)]
 mod tests {
@@ -412,10 +479,8 @@ mod tests {
         assert_eq!(text("/c/{code:[a-z]{3}}"), "/c/{code:[a-z]{3}}");
         assert_eq!(text(r"/x/{p:[^/]+}"), r"/x/{p:[^/]+}");
         let p = Pattern::parse(r"/a/{x}/{y:\d+}/{*z}").unwrap();
-        assert_eq!(
-            &*p.param_names(),
-            &["x".into(), "y".into(), "z".into()] as &[Box<str>]
-        );
+        let names: Vec<String> = p.param_names().iter().map(|n| n.to_string()).collect();
+        assert_eq!(names, ["x", "y", "z"]);
         assert_eq!(p.shape(), r"/a/{}/{:\d+}/{*}");
     }
 
@@ -452,6 +517,47 @@ mod tests {
         assert!(!c.is_match("42a"));
         assert!(!c.is_match("a42"));
         assert!(!c.is_match(""));
+        assert!(c.class.is_some(), "\\d+ takes the table path");
+    }
+
+    #[test]
+    fn the_class_table_agrees_with_the_regex() {
+        let sources = [
+            r"\d+",
+            r"[a-z0-9-]{2,4}",
+            r"[^/]+",
+            r"\w*",
+            r"(\d{3})",
+            r"[[:alpha:]]?",
+            r"\d+|new",
+            r"x\d+",
+            r"\p{Greek}+",
+        ];
+        let values = [
+            "",
+            "1",
+            "42",
+            "abc",
+            "a-b",
+            "abcde",
+            "ab",
+            "a/b",
+            "x1",
+            "new",
+            "\u{660}\u{661}",
+            "\u{3b1}\u{3b2}",
+            "_",
+            "A",
+            "123456789",
+        ];
+        for src in sources {
+            let c = Constraint::new(src).unwrap();
+            for v in values {
+                assert_eq!(c.is_match(v), c.re.is_match(v), "{src} on {v:?}");
+            }
+        }
+        assert!(Constraint::new(r"\d+|new").unwrap().class.is_none());
+        assert!(Constraint::new(r"[^/]+").unwrap().class.is_some());
     }
 
     #[test]

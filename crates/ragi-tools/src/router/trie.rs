@@ -9,7 +9,7 @@
 
 use std::borrow::Cow;
 
-use super::pattern::{Constraint, Segment};
+use super::pattern::{Constraint, Segment as PatternSegment};
 
 /// A node: what may follow the segments that lead to it.
 #[derive(Clone, Debug, Default)]
@@ -28,22 +28,58 @@ pub(crate) struct Node {
 /// A parameter's span in the raw path.
 pub(crate) type Capture = (usize, usize);
 
+/// The captures of a walk: eight inline (no allocation for any sane route), more on the heap.
+#[derive(Debug, Default)]
+pub(crate) struct Caps {
+    inline: [Capture; 8],
+    len: usize,
+    spill: Vec<Capture>,
+}
+
+impl Caps {
+    fn push(&mut self, c: Capture) {
+        if self.len < self.inline.len() {
+            self.inline[self.len] = c;
+        } else {
+            self.spill.push(c);
+        }
+        self.len += 1;
+    }
+
+    fn pop(&mut self) {
+        self.len -= 1;
+        if self.len >= self.inline.len() {
+            self.spill.pop();
+        }
+    }
+
+    /// The captures in order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = Capture> + '_ {
+        let n = self.len.min(self.inline.len());
+        self.inline[..n].iter().chain(self.spill.iter()).copied()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
 /// What a walk reports to its caller.
 pub(crate) trait Visitor {
     /// Route `leaf` matches the whole path with `caps`; return true to stop the search.
-    fn leaf(&mut self, leaf: usize, caps: &[Capture]) -> bool;
+    fn leaf(&mut self, leaf: usize, caps: &Caps) -> bool;
 }
 
 impl Node {
     /// The node for `segments` (made if needed), and whether it ends in a tail. The caller
     /// then reads or sets the leaf, tail or mount slot through [`Node::slot`].
-    fn descend(&mut self, segments: &[Segment]) -> (&mut Node, bool) {
+    fn descend(&mut self, segments: &[PatternSegment]) -> (&mut Node, bool) {
         let mut node = self;
         for s in segments {
             node = match s {
-                Segment::Static(text) => {
+                PatternSegment::Static(text) => {
                     let key = text.as_bytes();
-                    let i = match node.statics.binary_search_by(|(k, _)| (**k).cmp(key)) {
+                    let i = match node.statics.binary_search_by(|(k, _)| by_len(k, key)) {
                         Ok(i) => i,
                         Err(i) => {
                             node.statics.insert(i, (key.into(), Node::default()));
@@ -52,7 +88,7 @@ impl Node {
                     };
                     &mut node.statics[i].1
                 }
-                Segment::Param {
+                PatternSegment::Param {
                     constraint: Some(c),
                     ..
                 } => {
@@ -69,17 +105,17 @@ impl Node {
                     };
                     &mut node.constrained[i].1
                 }
-                Segment::Param {
+                PatternSegment::Param {
                     constraint: None, ..
                 } => node.param.get_or_insert_with(Default::default),
-                Segment::Tail { .. } => return (node, true),
+                PatternSegment::Tail { .. } => return (node, true),
             };
         }
         (node, false)
     }
 
     /// The leaf slot of the route `segments`: its tail slot when it ends in `{*name}`.
-    pub(crate) fn route_slot(&mut self, segments: &[Segment]) -> &mut Option<usize> {
+    pub(crate) fn route_slot(&mut self, segments: &[PatternSegment]) -> &mut Option<usize> {
         match self.descend(segments) {
             (node, true) => &mut node.tail,
             (node, false) => &mut node.leaf,
@@ -87,53 +123,49 @@ impl Node {
     }
 
     /// The mount slot of the prefix `segments`.
-    pub(crate) fn mount_slot(&mut self, segments: &[Segment]) -> &mut Option<usize> {
+    pub(crate) fn mount_slot(&mut self, segments: &[PatternSegment]) -> &mut Option<usize> {
         &mut self.descend(segments).0.mount
     }
 
     /// Walks the routes for the raw path `raw` (which starts with `/`), calling `v` on every
     /// matching route in priority order until it accepts one. On success `caps` holds that
     /// route's captures.
-    pub(crate) fn find_route(
-        &self,
-        raw: &[u8],
-        caps: &mut Vec<Capture>,
-        v: &mut impl Visitor,
-    ) -> bool {
+    pub(crate) fn find_route(&self, raw: &[u8], caps: &mut Caps, v: &mut impl Visitor) -> bool {
         debug_assert!(raw.starts_with(b"/"));
         self.walk(raw, Some(1), caps, v)
     }
 
-    fn walk(
-        &self,
-        raw: &[u8],
-        pos: Option<usize>,
-        caps: &mut Vec<Capture>,
-        v: &mut impl Visitor,
-    ) -> bool {
+    /// The literal child whose text is `key` (statics are ordered by length, then bytes, so
+    /// most probes compare a length only).
+    fn static_child(&self, key: &[u8]) -> Option<&Node> {
+        self.statics
+            .binary_search_by(|(k, _)| by_len(k, key))
+            .ok()
+            .map(|i| &self.statics[i].1)
+    }
+
+    fn walk(&self, raw: &[u8], pos: Option<usize>, caps: &mut Caps, v: &mut impl Visitor) -> bool {
         let Some(start) = pos else {
             // The path ends at this node.
             return self.leaf.is_some_and(|leaf| v.leaf(leaf, caps));
         };
-        let (end, next) = segment_end(raw, start);
-        let seg = &raw[start..end];
-        let decoded = decode(seg);
-        if !self.statics.is_empty() {
-            let key = decoded.as_bytes();
-            if let Ok(i) = self.statics.binary_search_by(|(k, _)| (**k).cmp(key)) {
-                if self.statics[i].1.walk(raw, next, caps, v) {
-                    return true;
-                }
+        let (seg, end, next) = Segment::at(raw, start);
+        if let Some(child) = self.static_child(seg.bytes()) {
+            if child.walk(raw, next, caps, v) {
+                return true;
             }
         }
-        if !seg.is_empty() {
-            for (c, child) in &self.constrained {
-                if c.is_match(&decoded) {
-                    caps.push((start, end));
-                    if child.walk(raw, next, caps, v) {
-                        return true;
+        if !seg.raw.is_empty() {
+            if !self.constrained.is_empty() {
+                let text = seg.bytes();
+                for (c, child) in &self.constrained {
+                    if c.is_match_bytes(text) {
+                        caps.push((start, end));
+                        if child.walk(raw, next, caps, v) {
+                            return true;
+                        }
+                        caps.pop();
                     }
-                    caps.pop();
                 }
             }
             if let Some(child) = &self.param {
@@ -156,7 +188,7 @@ impl Node {
 
     /// The mount that takes `raw`: deeper prefixes before shallower ones along a branch,
     /// branches in priority order. Returns the mount and where its prefix ends in `raw`.
-    pub(crate) fn find_mount(&self, raw: &[u8], caps: &mut Vec<Capture>) -> Option<(usize, usize)> {
+    pub(crate) fn find_mount(&self, raw: &[u8], caps: &mut Caps) -> Option<(usize, usize)> {
         debug_assert!(raw.starts_with(b"/"));
         self.walk_mount(raw, Some(1), caps)
     }
@@ -165,28 +197,26 @@ impl Node {
         &self,
         raw: &[u8],
         pos: Option<usize>,
-        caps: &mut Vec<Capture>,
+        caps: &mut Caps,
     ) -> Option<(usize, usize)> {
         if let Some(start) = pos {
-            let (end, next) = segment_end(raw, start);
-            let seg = &raw[start..end];
-            let decoded = decode(seg);
-            if let Ok(i) = self
-                .statics
-                .binary_search_by(|(k, _)| (**k).cmp(decoded.as_bytes()))
-            {
-                if let Some(found) = self.statics[i].1.walk_mount(raw, next, caps) {
+            let (seg, end, next) = Segment::at(raw, start);
+            if let Some(child) = self.static_child(seg.bytes()) {
+                if let Some(found) = child.walk_mount(raw, next, caps) {
                     return Some(found);
                 }
             }
-            if !seg.is_empty() {
-                for (c, child) in &self.constrained {
-                    if c.is_match(&decoded) {
-                        caps.push((start, end));
-                        if let Some(found) = child.walk_mount(raw, next, caps) {
-                            return Some(found);
+            if !seg.raw.is_empty() {
+                if !self.constrained.is_empty() {
+                    let text = seg.bytes();
+                    for (c, child) in &self.constrained {
+                        if c.is_match_bytes(text) {
+                            caps.push((start, end));
+                            if let Some(found) = child.walk_mount(raw, next, caps) {
+                                return Some(found);
+                            }
+                            caps.pop();
                         }
-                        caps.pop();
                     }
                 }
                 if let Some(child) = &self.param {
@@ -206,12 +236,40 @@ impl Node {
     }
 }
 
-/// Where the segment starting at `start` ends, and where the next one starts (`None` when this
-/// is the last).
-fn segment_end(raw: &[u8], start: usize) -> (usize, Option<usize>) {
-    match raw[start..].iter().position(|&b| b == b'/') {
-        Some(i) => (start + i, Some(start + i + 1)),
-        None => (raw.len(), None),
+/// The order of literal children: by length, then bytes.
+fn by_len(k: &[u8], key: &[u8]) -> std::cmp::Ordering {
+    k.len().cmp(&key.len()).then_with(|| k.cmp(key))
+}
+
+/// One raw segment, decoded only when it carries an escape.
+struct Segment<'a> {
+    raw: &'a [u8],
+    decoded: Option<String>,
+}
+
+impl<'a> Segment<'a> {
+    /// The segment of `raw` starting at `start`, where it ends, and where the next one starts
+    /// (`None` when it is the last): one pass that also notes whether it needs decoding.
+    fn at(raw: &'a [u8], start: usize) -> (Self, usize, Option<usize>) {
+        let mut end = start;
+        let mut escaped = false;
+        while end < raw.len() {
+            match raw[end] {
+                b'/' => break,
+                b'%' => escaped = true,
+                _ => {}
+            }
+            end += 1;
+        }
+        let next = (end < raw.len()).then_some(end + 1);
+        let seg = &raw[start..end];
+        let decoded = escaped.then(|| ragi::scope::percent_decode(seg));
+        (Self { raw: seg, decoded }, end, next)
+    }
+
+    /// The decoded bytes, what literals compare against.
+    fn bytes(&self) -> &[u8] {
+        self.decoded.as_deref().map_or(self.raw, str::as_bytes)
     }
 }
 
@@ -233,10 +291,10 @@ mod tests {
     struct First(Option<(usize, Vec<String>)>, &'static [u8]);
 
     impl Visitor for First {
-        fn leaf(&mut self, leaf: usize, caps: &[Capture]) -> bool {
+        fn leaf(&mut self, leaf: usize, caps: &Caps) -> bool {
             let vals = caps
                 .iter()
-                .map(|&(s, e)| decode(&self.1[s..e]).into_owned())
+                .map(|(s, e)| decode(&self.1[s..e]).into_owned())
                 .collect();
             self.0 = Some((leaf, vals));
             true
@@ -254,7 +312,7 @@ mod tests {
 
     fn find(root: &Node, path: &'static str) -> Option<(usize, Vec<String>)> {
         let mut v = First(None, path.as_bytes());
-        root.find_route(path.as_bytes(), &mut Vec::new(), &mut v);
+        root.find_route(path.as_bytes(), &mut Caps::default(), &mut v);
         v.0
     }
 
@@ -308,7 +366,7 @@ mod tests {
         for (i, p) in ["/api", "/api/v2", "/", "/t/{tenant}"].iter().enumerate() {
             *root.mount_slot(&Pattern::parse_prefix(p).unwrap().segments) = Some(i);
         }
-        let m = |p: &str| root.find_mount(p.as_bytes(), &mut Vec::new());
+        let m = |p: &str| root.find_mount(p.as_bytes(), &mut Caps::default());
         assert_eq!(m("/api"), Some((0, 4)));
         assert_eq!(m("/api/"), Some((0, 4)));
         assert_eq!(m("/api/x"), Some((0, 4)));
