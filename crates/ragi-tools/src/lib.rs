@@ -42,7 +42,9 @@
 //! * [`lifespan`] — start-up and shut-down hooks that build the shared state;
 //! * [`cancel`] — dropping an app's future the moment its client leaves;
 //! * [`layer`] — middleware composition: [`Layer`], `.layer(..)` on any app, [`Stack`];
-//! * [`error`] — the one [`Error`] type, rendered as the response it means.
+//! * [`error`] — the one [`Error`] type, rendered as the response it means;
+//! * [`test`] — the in-process test client ([`TestClient`](test::TestClient)): requests,
+//!   streams, WebSocket and SSE sessions, lifespan, and a client that leaves when you say.
 #![deny(missing_docs)]
 
 pub mod cancel;
@@ -55,6 +57,7 @@ pub mod lifespan;
 pub mod request;
 pub mod response;
 pub mod router;
+pub mod test;
 
 /// The names most handlers need: `use ragi_tools::prelude::*;`.
 pub mod prelude {
