@@ -44,7 +44,10 @@
 //! * [`layer`] — middleware composition: [`Layer`], `.layer(..)` on any app, [`Stack`];
 //! * [`error`] — the one [`Error`] type, rendered as the response it means;
 //! * [`test`] — the in-process test client ([`TestClient`](test::TestClient)): requests,
-//!   streams, WebSocket and SSE sessions, lifespan, and a client that leaves when you say.
+//!   streams, WebSocket and SSE sessions, lifespan, and a client that leaves when you say;
+//! * [`ws`] — WebSocket sessions: [`WsContext`], `ws::handler`, [`WsEndpoint`];
+//! * [`sse`] — event streams: [`SseContext`] (also over a plain GET), `sse::handler`, [`SseEndpoint`];
+//! * `tower` (feature `tower`) — any tower `Service`, an axum `Router` in particular, as a ragi app.
 #![deny(missing_docs)]
 
 pub mod cancel;
@@ -57,7 +60,11 @@ pub mod lifespan;
 pub mod request;
 pub mod response;
 pub mod router;
+pub mod sse;
 pub mod test;
+#[cfg(feature = "tower")]
+pub mod tower;
+pub mod ws;
 
 /// The names most handlers need: `use ragi_tools::prelude::*;`.
 pub mod prelude {
@@ -67,6 +74,8 @@ pub mod prelude {
     pub use crate::layer::{AppExt, Layer, SharedApp, Stack};
     pub use crate::response::{Html, IntoResponse, Json, Response};
     pub use crate::router::{Route, Router};
+    pub use crate::sse::SseContext;
+    pub use crate::ws::WsContext;
 }
 
 pub use context::{Context, HandlerResult, HttpContext, Params};
@@ -76,3 +85,5 @@ pub use layer::{AppExt, Layer, SharedApp, Stack};
 pub use request::Query;
 pub use response::{BodyWriter, Html, IntoResponse, Json, Responder, Response};
 pub use router::Router;
+pub use sse::{SseContext, SseEndpoint, SseSender};
+pub use ws::{CloseInfo, WsContext, WsEndpoint, WsSender};

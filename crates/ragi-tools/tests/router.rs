@@ -720,3 +720,38 @@ fn match_path_reports_what_dispatch_would_do() {
         Ok(r"/b/{n:\d+}")
     );
 }
+
+#[tokio::test]
+async fn ws_and_sse_handlers_plug_in_and_see_the_params() {
+    use ragi_tools::sse::Event;
+    use ragi_tools::{sse, ws, SseContext, WsContext};
+    async fn room(mut cx: WsContext) -> Result<(), Error> {
+        let name = cx.param("room").unwrap_or_default();
+        cx.accept().await?;
+        while let Some(m) = cx.receive().await {
+            if let ragi::Message::Text(t) = m {
+                cx.send_text(format!("{name}: {t}")).await?;
+            }
+        }
+        Ok(())
+    }
+    async fn feed(cx: SseContext) -> Result<(), Error> {
+        let topic = cx.param("topic").unwrap_or_default();
+        cx.send(Event::new(format!("about {topic}")).id(1u64))
+            .await?;
+        cx.close().await
+    }
+    let app = Router::new()
+        .websocket("/rooms/{room}", ws::handler(room))
+        .sse("/feeds/{topic}", sse::handler(feed));
+    let c = TestClient::new(app);
+    let mut s = c.websocket("/rooms/lobby").connect().await.accepted();
+    s.send_text("hi").await.unwrap();
+    assert_eq!(s.receive_text().await.unwrap(), "lobby: hi");
+    let mut e = c.sse("/feeds/rust").connect().await.stream();
+    assert_eq!(e.next_event().await.unwrap().data, "about rust");
+    // curl -N: a plain GET reaches the SSE route, framed by the helper.
+    let r = c.get("/feeds/go").send().await;
+    assert_eq!(r.header("content-type"), Some("text/event-stream"));
+    assert!(r.text().contains("data: about go\n"), "{}", r.text());
+}
