@@ -212,6 +212,14 @@ pub(crate) struct Driver {
     last_done: Instant,
     head_started: Option<Instant>,
     shutting_down: bool,
+    /// The current minimum-rate window (see [`Config::min_request_rate`]): what is awaited
+    /// (the request count, and whether a head, a body or a drain), since when, and `bytes_in`
+    /// then.
+    ///
+    /// [`Config::min_request_rate`]: crate::Config::min_request_rate
+    rate_window: Option<((u64, u8), Instant, u64)>,
+    /// The connection timed out: reset it rather than close it gracefully (when configured).
+    reset_on_close: bool,
     /// A WebSocket handshake arrived: once the output is written, the connection leaves this
     /// driver for [`crate::ws`].
     upgrade: Option<(RequestHead, String)>,
@@ -288,6 +296,8 @@ impl Driver {
             last_done: now,
             head_started: None,
             shutting_down: false,
+            rate_window: None,
+            reset_on_close: false,
             upgrade: None,
         }
     }
@@ -368,6 +378,7 @@ impl Driver {
                 continue;
             }
             let interest = self.interest();
+            self.update_rate_window();
             let deadline = self.deadline();
 
             // Re-arm only when the deadline moves earlier: a timer that fires early just
@@ -1304,7 +1315,15 @@ impl Driver {
         conn.task_started();
         tokio::spawn(async move {
             let fut = std::panic::AssertUnwindSafe(hook(report));
-            let _ = crate::shared::CatchUnwind(Box::pin(fut)).await;
+            let id = conn.id.clone();
+            let caught = crate::shared::panics::OnConn {
+                id,
+                fut: crate::shared::CatchUnwind(Box::pin(fut)),
+            }
+            .await;
+            if let Err(e) = caught {
+                tracing::error!(conn = %conn.id, error = %e, "the error hook panicked (contained)");
+            }
             conn.task_done();
         });
     }
@@ -1360,6 +1379,14 @@ impl Driver {
             return best;
         }
         consider(self.conn.close_deadline(), Timer::CloseRequest);
+        // Bytes of a head or body arriving below the minimum rate (see `update_rate_window`).
+        if let (Some((_, since, base)), Some(rate)) = (self.rate_window, cfg.min_request_rate) {
+            let bought = Duration::from_secs_f64((self.bytes_in - base) as f64 / rate as f64);
+            consider(
+                Some(since + bought.max(cfg.min_request_rate_grace)),
+                Timer::Read,
+            );
+        }
         if let Some(a) = &self.cur {
             if !a.decoder.is_done() && self.may_read() && !self.read_eof {
                 consider(
@@ -1372,7 +1399,7 @@ impl Driver {
         } else if self.pending.is_empty() && self.wq.is_empty() {
             if let Some(start) = self.head_started {
                 let stall = plus(self.last_read, cfg.request_timeout);
-                let whole = plus(start, cfg.request_timeout.map(|d| d * 2));
+                let whole = plus(start, cfg.request_head_timeout);
                 consider(stall, Timer::Read);
                 consider(whole, Timer::Read);
             } else if self.requests == 0 {
@@ -1387,7 +1414,39 @@ impl Driver {
         best
     }
 
+    /// Starts, keeps or ends the minimum-rate window: open while the driver waits for the
+    /// bytes of a head, a body or a body it discards, and reads; a new one for each of them.
+    fn update_rate_window(&mut self) {
+        if self.srv.cfg.min_request_rate.is_none() || self.closing.is_some() || self.read_eof {
+            self.rate_window = None;
+            return;
+        }
+        let awaited = match &self.cur {
+            Some(a) if !a.decoder.is_done() && self.may_read() => Some(1),
+            Some(_) => None,
+            None if self.draining.is_some() => Some(2),
+            None if self.head_started.is_some()
+                && self.pending.is_empty()
+                && self.wq.is_empty() =>
+            {
+                Some(0)
+            }
+            None => None,
+        };
+        match awaited {
+            None => self.rate_window = None,
+            Some(what) => {
+                let key = (self.requests, what);
+                if self.rate_window.is_none_or(|(k, _, _)| k != key) {
+                    self.rate_window = Some((key, Instant::now(), self.bytes_in));
+                }
+            }
+        }
+    }
+
     fn on_timer(&mut self, which: Timer) {
+        // Every timer but the linger ends a connection that timed out.
+        self.reset_on_close = !matches!(which, Timer::Linger) || self.reset_on_close;
         match which {
             Timer::Idle => self.close_now(Some(DisconnectReason::IdleTimeout)),
             Timer::Keepalive => self.close_now(Some(DisconnectReason::KeepaliveTimeout)),
@@ -1430,6 +1489,7 @@ impl Driver {
             }
             Phase::Abort => {
                 self.shutting_down = true;
+                self.reset_on_close = true;
                 self.abort_all(DisconnectReason::ServerShutdown);
                 self.close_now(Some(DisconnectReason::ServerShutdown));
             }
@@ -1458,6 +1518,15 @@ impl Driver {
         if self.cur.is_some() || !self.pending.is_empty() {
             let reason = self.reason.clone().unwrap_or(DisconnectReason::ServerError);
             self.abort_all(reason);
+        }
+        // A timed-out connection is reset: the kernel drops it and whatever it still holds
+        // for the client at once. Not when the client closed cleanly meanwhile (a
+        // `client_timeout` whose 408 it read) and nothing is left to send.
+        if self.reset_on_close
+            && self.srv.cfg.reset_timedout_connection
+            && !(self.read_eof && self.wq.is_empty())
+        {
+            let _ = socket2::SockRef::from(&self.io).set_linger(Some(Duration::ZERO));
         }
         H1End::Closed(Closed {
             id: self.conn.id.clone(),
