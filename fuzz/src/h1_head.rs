@@ -10,8 +10,9 @@
 //! all at once, and again as they would arrive in random pieces (each piece appended to the
 //! buffer, the parser called after each, stopping at the first answer). The checks:
 //!
-//! * nothing panics; both answers are the same (a head, or the same status): where a client's
-//!   bytes happen to be split never changes what the server does;
+//! * nothing panics; both answers are the same (the same head, or both an error; the status
+//!   may differ when the bytes hold several faults): where a client's bytes happen to be split
+//!   never decides between a request and a refusal;
 //! * a head is a prefix of the input, taken from the buffer, and re-parsing just its bytes,
 //!   or its bytes followed by anything, gives the same head (a pipelined request behind it
 //!   cannot change it);
@@ -84,10 +85,15 @@ pub fn run(data: &[u8]) {
         // A partial answer leaves the buffer as it was.
         assert_eq!(&buf[..], &input[..at], "a partial parse changed the buffer");
     }
-    assert_eq!(
-        answer, pieces,
-        "the answer depends on how the bytes were split"
-    );
+    // A head, or not, whatever the split. When the bytes hold several faults, which one is
+    // seen first (and so the error status) may depend on how much had arrived.
+    match (&answer, &pieces) {
+        (Parsed::Error(_), Parsed::Error(_)) => {}
+        _ => assert_eq!(
+            answer, pieces,
+            "the answer depends on how the bytes were split"
+        ),
+    }
 
     match &answer {
         Parsed::Partial => assert_eq!(&whole[..], input),
