@@ -37,6 +37,13 @@
 //! `http` scope, the decline pair on an `sse` scope (an HTTP route answering a request that also
 //! accepts an event stream), the denial pair before a WebSocket accept.
 
+pub mod conditional;
+pub mod cookie;
+pub mod file;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
+pub mod range;
 mod send;
 
 use std::borrow::Cow;
@@ -47,6 +54,8 @@ use std::pin::Pin;
 use bytes::Bytes;
 use ragi::{BoxFuture, Headers};
 
+pub use cookie::{SameSite, SetCookie};
+pub use file::{send_file, FileResponse};
 pub use send::{BodyWriter, Responder};
 
 use crate::Error;
