@@ -315,10 +315,37 @@ impl FileResponse {
 }
 
 /// Sends the file at `path` as the answer to `cx`'s request: [`FileResponse::open`] then
-/// [`FileResponse::respond_to`].
-pub async fn send_file(cx: &impl Context, path: impl Into<PathBuf>) -> Result<Response, Error> {
-    Ok(FileResponse::open(path).await?.respond_to(cx))
+/// [`FileResponse::respond`]. The future holds no borrow of `cx` (it copies the method and the
+/// fields the answer depends on), so it is `Send` and `'static`.
+pub fn send_file(
+    cx: &impl Context,
+    path: impl Into<PathBuf>,
+) -> impl std::future::Future<Output = Result<Response, Error>> + Send + 'static {
+    let scope = cx.scope();
+    let method = scope.method.clone();
+    let headers: Headers = scope
+        .headers
+        .iter()
+        .filter(|(n, _)| {
+            REQUEST_FIELDS
+                .iter()
+                .any(|f| n.eq_ignore_ascii_case(f.as_bytes()))
+        })
+        .cloned()
+        .collect();
+    let path = path.into();
+    async move { Ok(FileResponse::open(path).await?.respond(&method, &headers)) }
 }
+
+/// The request fields a file response depends on.
+const REQUEST_FIELDS: [&str; 6] = [
+    "if-match",
+    "if-none-match",
+    "if-modified-since",
+    "if-unmodified-since",
+    "if-range",
+    "range",
+];
 
 /// The entity tag of a file of `len` bytes modified at `modified`: strong once the file has
 /// been unchanged for a second at `now`, weak before. See the [module documentation](self).
