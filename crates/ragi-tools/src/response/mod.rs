@@ -485,6 +485,60 @@ mod tests {
     }
 
     #[test]
+    fn builders_set_status_type_and_body() {
+        let ct = |r: &Response| r.headers().get_str("content-type").map(str::to_owned);
+        let r = Response::text("hi");
+        assert_eq!(
+            (r.status(), ct(&r).as_deref()),
+            (200, Some("text/plain; charset=utf-8"))
+        );
+        assert_eq!(r.body_bytes().unwrap(), "hi");
+        let r = Response::html("<p>");
+        assert_eq!(ct(&r).as_deref(), Some("text/html; charset=utf-8"));
+        let r = Response::json(&serde_json::json!({"a": [1, 2]}));
+        assert_eq!(ct(&r).as_deref(), Some("application/json"));
+        assert_eq!(r.body_bytes().unwrap(), r#"{"a":[1,2]}"#);
+        // A value that cannot be serialised is a 500, not a panic.
+        let bad = std::collections::HashMap::from([((1, 2), 3)]);
+        assert_eq!(Response::json(&bad).status(), 500);
+        for r in [
+            Response::empty(202),
+            Response::no_content(),
+            Response::new(418),
+        ] {
+            assert!(r.headers().is_empty());
+            assert_eq!(r.body_bytes().unwrap(), "");
+        }
+        assert_eq!(Response::no_content().status(), 204);
+        let r = Response::text("x")
+            .header("x-a", "1")
+            .header("x-a", "2")
+            .set_header("X-B", "1")
+            .set_header("x-b", "2")
+            .content_type("text/csv")
+            .with_status(201);
+        assert_eq!(r.status(), 201);
+        assert_eq!(r.headers().get_all("x-a").count(), 2);
+        assert_eq!(r.headers().get_all("x-b").collect::<Vec<_>>(), ["2"]);
+        assert_eq!(ct(&r).as_deref(), Some("text/csv"));
+    }
+
+    #[test]
+    fn redirects() {
+        for (r, status) in [
+            (Response::redirect("/a"), 302),
+            (Response::see_other("/a"), 303),
+            (Response::temporary_redirect("/a"), 307),
+            (Response::permanent_redirect("/a"), 308),
+            (Response::redirect_with(301, "/a"), 301),
+        ] {
+            assert_eq!(r.status(), status);
+            assert_eq!(r.headers().get("location").unwrap(), "/a");
+            assert_eq!(r.body_bytes().unwrap(), "");
+        }
+    }
+
+    #[test]
     fn tuples_set_the_status() {
         let r = (201, "made").into_response();
         assert_eq!(r.status(), 201);
