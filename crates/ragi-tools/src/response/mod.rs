@@ -40,7 +40,7 @@
 pub mod conditional;
 pub mod cookie;
 pub mod file;
-#[cfg(feature = "fuzzing")]
+#[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod range;

@@ -303,12 +303,15 @@ impl ByteRangesBody {
             head.push_str("Content-Range: ");
             head.push_str(&r.content_range(size));
             head.push_str("\r\n\r\n");
-            length += head.len() as u64 + r.len();
+            // Saturating: only a representation near 2^64 bytes could reach the limit.
+            length = length
+                .saturating_add(head.len() as u64)
+                .saturating_add(r.len());
             pieces.push(ragi::Body::Bytes(Bytes::from(head)));
             pieces.push(source.piece(*r));
         }
         let tail = format!("\r\n--{boundary}--\r\n");
-        length += tail.len() as u64;
+        length = length.saturating_add(tail.len() as u64);
         pieces.push(ragi::Body::Bytes(Bytes::from(tail)));
         Self {
             content_type: format!("multipart/byteranges; boundary={boundary}"),
