@@ -31,7 +31,10 @@
 //! ```
 //!
 //! A [`Response`] is status, headers and a body: bytes, a file region, a stream of pieces, or a
-//! writer function that produces the pieces. [`IntoResponse`] turns handler return values
+//! writer function that produces the pieces. Cookies go out with [`Response::cookie`] and a
+//! [`SetCookie`] ([`cookie`]); a file with [`send_file`] or [`FileResponse`] ([`file`](mod@file)),
+//! which build on [`conditional`] (entity tags, RFC 9110 preconditions) and [`range`] (Range
+//! and `multipart/byteranges`), public for other responders to reuse. [`IntoResponse`] turns handler return values
 //! (`&str`, `String`, [`Json`], [`Html`], `(status, body)`, `Result<T, E>`, [`Error`](crate::Error),
 //! `()`) into one. The [`Responder`] sends it in the way the scope needs: response events on an
 //! `http` scope, the decline pair on an `sse` scope (an HTTP route answering a request that also
@@ -194,8 +197,7 @@ impl Response {
 
     /// `length` bytes (to the end when `None`) of the file at `path` from `offset`, sent by the
     /// server from the file (no copy through the app). No header is added: for `Content-Type`,
-    /// validators, ranges and preconditions use the file helper ([`crate::response`]'s
-    /// `send_file`).
+    /// validators, ranges and preconditions use [`send_file`] or [`FileResponse`].
     pub fn file_region(
         status: u16,
         path: impl Into<PathBuf>,
