@@ -37,7 +37,7 @@ fn rchar() -> u64 {
 enum Leave {
     /// `shutdown(SHUT_WR)`: a FIN, the socket kept open.
     Fin,
-    /// The socket closed with unread data: an RST.
+    /// An abortive close (`SO_LINGER` 0): an RST.
     Reset,
 }
 
@@ -78,7 +78,8 @@ async fn leave_mid_download(
             (Some(c), got)
         }
         Leave::Reset => {
-            // Unread data in the receive buffer: closing sends an RST.
+            // SO_LINGER 0: closing sends an RST.
+            c.set_zero_linger().unwrap();
             drop(c);
             (None, got)
         }
