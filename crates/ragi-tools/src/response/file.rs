@@ -24,7 +24,8 @@
 //! * `Content-Type` from the extension (`mime_guess`; `application/octet-stream` when
 //!   unknown), with `; charset=utf-8` on `text/*` and JavaScript;
 //! * `Content-Length` (the exact length, on HEAD too), `Accept-Ranges: bytes`;
-//! * `Last-Modified` (the modification time in whole seconds);
+//! * `Last-Modified` (the modification time in whole seconds; a time in the future is sent as
+//!   the response's date, RFC 9110 §8.8.2.1);
 //! * `ETag` `"<size hex>-<mtime seconds hex>.<mtime nanoseconds hex>"`. It is **strong** once
 //!   the file has been unchanged for a second; a file modified within the last second gets
 //!   the same tag marked weak (`W/`), because a second change in the same filesystem clock
@@ -119,9 +120,11 @@ impl FileResponse {
     ) -> Self {
         let path = path.into();
         let etag = modified.map(|m| file_etag(len, m, now));
+        // RFC 9110 §8.8.2.1: a modification time in the future is sent as the response's date.
+        let last_modified = modified.map(|m| m.min(now));
         Self {
             content_type: Some(content_type_for(&path)),
-            validators: Validators::at(etag, modified, now),
+            validators: Validators::at(etag, last_modified, now),
             path,
             len,
             headers: Headers::new(),
@@ -411,6 +414,16 @@ mod tests {
         assert_eq!(ct("a.png"), "image/png");
         assert_eq!(ct("a"), "application/octet-stream");
         assert_eq!(ct("a.nosuchext"), "application/octet-stream");
+    }
+
+    #[test]
+    fn a_future_mtime_is_sent_as_now_and_is_weak() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let f = FileResponse::from_parts("x", 1, Some(now + Duration::from_secs(60)), now);
+        let v = f.validators();
+        assert_eq!(v.last_modified, Some(now));
+        assert!(!v.last_modified_strong);
+        assert!(v.etag.as_ref().unwrap().is_weak());
     }
 
     #[test]
