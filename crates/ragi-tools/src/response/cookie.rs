@@ -28,14 +28,16 @@
 //!
 //! * **Name**: an RFC 6265 token (letters, digits, ``!#$%&'*+-.^_`|~``), not empty; anything
 //!   else is an error.
-//! * **Value**: [`SetCookie::new`] percent-encodes every byte that is not an RFC 6265
-//!   `cookie-octet` (controls, space, `"`, `,`, `;`, `\`, non-ASCII) **and `%` itself**, so that
-//!   the value read back through a percent-decoding cookie reader is exactly the value set.
-//!   Quoting would not help: a quoted cookie value admits the same octets as a bare one.
-//!   (Python's `http.cookies`, under Starlette, writes backslash-octal escapes in quotes,
-//!   which no browser decodes.) Tokens, base64 and signed values contain none of these bytes
-//!   and go out unchanged. [`SetCookie::raw`] sends a value as given and refuses one that is
-//!   not cookie-octets (optionally in double quotes).
+//! * **Value**: [`SetCookie::new`] sends a value made only of RFC 6265 `cookie-octet`s as it
+//!   is (tokens, ids, base64, signed values, `%` included), so the request side's cookie
+//!   reader, which does not decode, gives back exactly what was set. A value holding any
+//!   other byte (controls, space, `"`, `,`, `;`, `\`, non-ASCII) cannot go out as it is: it is
+//!   then **percent-encoded whole, `%` included**, so that one percent-decoding
+//!   (`percent_encoding::percent_decode_str`) restores it without ambiguity. Quoting would not
+//!   help: a quoted cookie value admits the same octets as a bare one. (Python's
+//!   `http.cookies`, under Starlette, writes backslash-octal escapes in quotes, which no
+//!   browser decodes.) [`SetCookie::raw`] sends a value as given and refuses one that is not
+//!   cookie-octets (optionally in double quotes).
 //! * **Secure is implied**, not an error, where browsers require it: `SameSite=None`
 //!   (Chrome and Firefox reject it without Secure), `Partitioned` (CHIPS), and the
 //!   `__Secure-` / `__Host-` name prefixes. The intent of those settings is unambiguous, and
@@ -62,7 +64,8 @@ use super::conditional::fmt_http_date;
 use super::{IntoResponse, Response};
 use crate::Error;
 
-/// Bytes that are not RFC 6265 `cookie-octet`s, and `%` (non-ASCII is always encoded).
+/// What is encoded once a value needs encoding: the bytes that are not RFC 6265
+/// `cookie-octet`s, and `%` (non-ASCII is always encoded).
 const NOT_COOKIE_OCTET: &AsciiSet = &CONTROLS
     .add(b' ')
     .add(b'"')
@@ -143,14 +146,16 @@ fn has_prefix(name: &str, prefix: &str) -> bool {
 }
 
 impl SetCookie {
-    /// A cookie `name` = `value`; the value is percent-encoded where RFC 6265 needs it (see
-    /// the [module documentation](self)).
+    /// A cookie `name` = `value`: sent as it is when it is made of cookie-octets, otherwise
+    /// percent-encoded whole (see the [module documentation](self)).
     pub fn new(name: impl Into<String>, value: impl AsRef<str>) -> Self {
-        Self::make(
-            name.into(),
-            utf8_percent_encode(value.as_ref(), NOT_COOKIE_OCTET).to_string(),
-            false,
-        )
+        let value = value.as_ref();
+        let value = if value.bytes().all(is_cookie_octet) {
+            value.to_owned()
+        } else {
+            utf8_percent_encode(value, NOT_COOKIE_OCTET).to_string()
+        };
+        Self::make(name.into(), value, false)
     }
 
     /// A cookie whose value is sent exactly as given: it must be RFC 6265 cookie-octets,
@@ -238,7 +243,7 @@ impl SetCookie {
         &self.name
     }
 
-    /// The value as it will be sent (percent-encoded unless made with [`SetCookie::raw`]).
+    /// The value as it will be sent.
     pub fn value(&self) -> &str {
         &self.value
     }
@@ -456,9 +461,20 @@ mod tests {
             v(SetCookie::new("a", "x y;z,\"q\"\\%é\u{7f}")),
             "a=x%20y%3Bz%2C%22q%22%5C%25%C3%A9%7F"
         );
-        // Base64, tokens and signed values go out unchanged.
-        let b64 = "eyJhbGciOiJIUzI1NiJ9.e30=/+-_.!~*'()$&:<>?@[]^`{|}#";
+        // Cookie-octets go out unchanged, `%` included: base64, tokens, signed values, and
+        // values someone already encoded.
+        let b64 = "eyJhbGciOiJIUzI1NiJ9.e30=/+-_.!~*'()$&:<>?@[]^`{|}#%";
         assert_eq!(v(SetCookie::new("a", b64)), format!("a={b64}"));
+        assert_eq!(v(SetCookie::new("a", "50%25")), "a=50%25");
+        // Once encoding is needed, one decoding restores the value exactly.
+        for original in ["a b%20c", "é%", "x;y", "\"q\""] {
+            let sent = SetCookie::new("a", original).value().to_owned();
+            assert!(sent.bytes().all(is_cookie_octet), "{sent}");
+            let back = percent_encoding::percent_decode_str(&sent)
+                .decode_utf8()
+                .unwrap();
+            assert_eq!(back, original);
+        }
         assert_eq!(v(SetCookie::raw("a", "\"quoted\"")), "a=\"quoted\"");
         assert_eq!(v(SetCookie::raw("a", "50%")), "a=50%");
         assert!(e(SetCookie::raw("a", "x y")).contains("cookie-octet"));
