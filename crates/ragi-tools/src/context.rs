@@ -316,13 +316,28 @@ impl HttpContext {
     }
 
     /// Sends `response` now. The handler may then return `()`.
-    pub async fn respond(&self, response: impl crate::IntoResponse) -> Result<(), Error> {
-        self.responder.send(response.into_response()).await
+    ///
+    /// The future does not borrow the context (which is not `Sync`: it holds the receive
+    /// handle), so a handler stays `Send` while it awaits it.
+    pub fn respond(
+        &self,
+        response: impl crate::IntoResponse,
+    ) -> impl std::future::Future<Output = Result<(), Error>> + Send + 'static {
+        let responder = self.responder.clone();
+        let response = response.into_response();
+        async move { responder.send(response).await }
     }
 
     /// Starts a streaming response: sends the head now and returns the body writer.
-    pub async fn stream(&self, status: u16, headers: Headers) -> Result<BodyWriter, Error> {
-        self.responder.start(status, headers, false).await
+    ///
+    /// The future does not borrow the context (see [`respond`](Self::respond)).
+    pub fn stream(
+        &self,
+        status: u16,
+        headers: Headers,
+    ) -> impl std::future::Future<Output = Result<BodyWriter, Error>> + Send + 'static {
+        let responder = self.responder.clone();
+        async move { responder.start(status, headers, false).await }
     }
 
     /// Whether the response was started (by this context's helpers).

@@ -41,6 +41,8 @@
 //! * [`error`] — the one [`Error`] type, rendered as the response it means;
 //! * [`ws`] — WebSocket sessions: [`WsContext`], `ws::handler`, [`WsEndpoint`];
 //! * [`sse`] — event streams: [`SseContext`] (also over a plain GET), `sse::handler`, [`SseEndpoint`];
+//! * [`test`] — the in-process test client ([`TestClient`](test::TestClient)): requests,
+//!   streams, WebSocket and SSE sessions, lifespan, and a client that leaves when you say;
 //! * `tower` (feature `tower`) — any tower `Service`, an axum `Router` in particular, as a ragi app.
 #![deny(missing_docs)]
 
@@ -51,6 +53,7 @@ pub mod layer;
 pub mod request;
 pub mod response;
 pub mod sse;
+pub mod test;
 #[cfg(feature = "tower")]
 pub mod tower;
 pub mod ws;
