@@ -44,7 +44,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use ragi::{Connection, DisconnectReason, Scope, ScopeKind};
 use tokio::io::{Interest, Ready};
-use tokio::net::TcpStream;
+use crate::net::Stream;
 use tokio::sync::watch;
 
 use crate::access_log::{self, AccessEntry};
@@ -119,7 +119,7 @@ enum Wake {
 }
 
 pub(crate) struct Driver {
-    io: TcpStream,
+    io: Stream,
     srv: Arc<ServerShared>,
     conn: Arc<ConnShared>,
     peer: SocketAddr,
@@ -182,7 +182,7 @@ pub(crate) enum H1End {
 
 /// A connection handed over to a WebSocket session.
 pub(crate) struct Upgrade {
-    pub(crate) io: TcpStream,
+    pub(crate) io: Stream,
     pub(crate) tls: Option<Box<TlsSession>>,
     pub(crate) tls_info: Option<Arc<ragi::TlsInfo>>,
     /// Bytes (plaintext) that arrived after the handshake request.
@@ -199,7 +199,7 @@ pub(crate) struct Upgrade {
 
 impl Driver {
     pub(crate) fn new(
-        io: TcpStream,
+        io: Stream,
         srv: Arc<ServerShared>,
         conn: Arc<ConnShared>,
         peer: SocketAddr,
@@ -259,6 +259,17 @@ impl Driver {
         self.tls = Some(Box::new(session));
         if !early.is_empty() {
             self.rbuf = early;
+            self.head_started = Some(Instant::now());
+        }
+        self
+    }
+
+    /// Starts with `early`: bytes the protocol sniff read from a Unix-domain socket (see
+    /// `sniff_h2_preface`).
+    pub(crate) fn with_early(mut self, early: Bytes) -> Self {
+        if !early.is_empty() {
+            self.bytes_in += early.len() as u64;
+            self.rbuf = BytesMut::from(&early[..]);
             self.head_started = Some(Instant::now());
         }
         self
@@ -1004,8 +1015,8 @@ impl Driver {
         scope.raw_path = head.raw_path;
         scope.query_string = head.query;
         scope.headers = head.headers;
-        scope.client = Some(self.peer);
-        scope.server = Some(self.local);
+        scope.client = crate::net::known(self.peer);
+        scope.server = crate::net::known(self.local);
         scope.extensions.server_state = Some(self.srv.server_state.clone());
         scope.extensions.fullflush = true;
         scope.extensions.sse_http_response = kind == ScopeKind::Sse;
@@ -1426,7 +1437,7 @@ impl Driver {
 /// captured (by the outer `try_io`) before the read, so an edge that arrives meanwhile is not
 /// cleared with it.
 fn read_clearing(
-    io: &TcpStream,
+    io: &Stream,
     room: usize,
     read: impl FnOnce() -> io::Result<usize>,
 ) -> io::Result<usize> {
@@ -1449,7 +1460,7 @@ async fn wait_phase(mut rx: watch::Receiver<Phase>) -> Option<watch::Receiver<Ph
     rx.changed().await.ok().map(|()| rx)
 }
 
-fn shutdown_write(io: &TcpStream) -> io::Result<()> {
+fn shutdown_write(io: &Stream) -> io::Result<()> {
     socket2::SockRef::from(io).shutdown(std::net::Shutdown::Write)
 }
 
@@ -1457,7 +1468,7 @@ fn shutdown_write(io: &TcpStream) -> io::Result<()> {
 /// with the client's last flight. On failure, the alert rustls queued is sent as far as the
 /// socket takes it.
 pub(crate) async fn tls_handshake(
-    io: &TcpStream,
+    io: &Stream,
     session: &mut TlsSession,
     limit: Duration,
 ) -> Result<BytesMut, String> {
@@ -1498,7 +1509,7 @@ pub(crate) async fn tls_handshake(
     }
 }
 
-async fn write_all(io: &TcpStream, mut data: &[u8]) -> io::Result<()> {
+async fn write_all(io: &Stream, mut data: &[u8]) -> io::Result<()> {
     while !data.is_empty() {
         io.writable().await?;
         match io.try_write(data) {

@@ -759,8 +759,8 @@ fn start_stream(
         .unwrap_or_default();
     scope.headers = headers;
     scope.method = parts.method.clone();
-    scope.client = Some(ctx.peer);
-    scope.server = Some(ctx.local);
+    scope.client = crate::net::known(ctx.peer);
+    scope.server = crate::net::known(ctx.local);
     scope.extensions.server_state = Some(srv.server_state.clone());
     scope.extensions.fullflush = true;
     if ctx.tls.is_some() {
@@ -921,8 +921,8 @@ fn start_websocket(
         .cloned()
         .collect();
     scope.headers = headers;
-    scope.client = Some(ctx.peer);
-    scope.server = Some(ctx.local);
+    scope.client = crate::net::known(ctx.peer);
+    scope.server = crate::net::known(ctx.local);
     scope.scheme = if ctx.tls.is_some() { "wss" } else { "ws" };
     scope.extensions.tls = ctx.tls.clone();
     let stream_id = respond.stream_id().as_u32();

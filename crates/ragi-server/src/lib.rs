@@ -33,9 +33,14 @@ mod exchange;
 mod h1;
 mod h2;
 mod h2_check;
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod lifecycle;
 mod lifespan;
+pub mod net;
 mod proto;
+#[cfg(feature = "cli")]
+mod run;
 mod server;
 mod shared;
 mod sse;
@@ -49,5 +54,8 @@ pub use proto::ws::fuzz as __fuzz;
 
 pub use config::{AccessLogFormat, Config};
 pub use error::Error;
+pub use net::ListenAddr;
 pub use lifecycle::{AddressFilter, ConnId, ConnectionHandle, LifecycleListener};
+#[cfg(feature = "cli")]
+pub use run::{run, Run};
 pub use server::{BoundServer, Server, ServerStats, ShutdownHandle};

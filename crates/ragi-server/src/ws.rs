@@ -1671,8 +1671,8 @@ pub(crate) async fn serve_h1_upgrade(
         .cloned()
         .collect();
     scope.headers = head.headers;
-    scope.client = Some(peer);
-    scope.server = Some(local);
+    scope.client = crate::net::known(peer);
+    scope.server = crate::net::known(local);
     scope.scheme = if tls_info.is_some() { "wss" } else { "ws" };
     scope.extensions.tls = tls_info;
     let ctx = SessionCtx {
