@@ -124,6 +124,8 @@ pub(crate) struct Driver {
     conn: Arc<ConnShared>,
     peer: SocketAddr,
     local: SocketAddr,
+    /// A Unix-domain connection: no IP addresses for the scope.
+    unix: bool,
     phase: watch::Receiver<Phase>,
     rbuf: BytesMut,
     /// `rbuf` is the small buffer an idle connection's first read made (at most
@@ -208,6 +210,7 @@ impl Driver {
         let now = Instant::now();
         let phase = srv.phase.clone();
         Self {
+            unix: matches!(io, Stream::Unix(_)),
             io,
             srv,
             conn,
@@ -437,9 +440,10 @@ impl Driver {
                 Poll::Ready(Ok(())) => {
                     // Readable or read-closed: which one, and whether in error, tells a FIN or
                     // an RST behind unread bytes. The readiness is set, so this is immediate.
-                    let precise =
-                        std::pin::pin!(self.io.ready(Interest::READABLE | Interest::ERROR));
-                    match precise.poll(cx) {
+                    match self
+                        .io
+                        .poll_ready_once(cx, Interest::READABLE | Interest::ERROR)
+                    {
                         Poll::Ready(Ok(r)) => ready |= r,
                         Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                         Poll::Pending => {}
@@ -503,8 +507,7 @@ impl Driver {
                 // and keep only what arrived.
                 SCRATCH.with(|scratch| {
                     let mut scratch = scratch.borrow_mut();
-                    let room = scratch.len();
-                    let r = read_clearing(&self.io, room, || self.io.try_read(&mut scratch[..]));
+                    let r = self.io.read_clearing(&mut scratch[..]);
                     if let Ok(n) = r {
                         self.rbuf = BytesMut::with_capacity(n.max(SMALL_RBUF));
                         self.rbuf.extend_from_slice(&scratch[..n]);
@@ -528,9 +531,7 @@ impl Driver {
                     self.rbuf.reserve(16 * 1024);
                     self.rbuf_small = false;
                 }
-                let room = self.rbuf.capacity() - self.rbuf.len();
-                let (io, rbuf) = (&self.io, &mut self.rbuf);
-                read_clearing(io, room, || io.try_read_buf(rbuf))
+                self.io.read_clearing_buf(&mut self.rbuf)
             };
             tracing::trace!(conn = %self.conn.id, ?ready, result = ?r.as_ref().map_err(|e| e.kind()), "read");
             match r {
@@ -630,8 +631,7 @@ impl Driver {
         let n = if direct {
             (&*socket2::SockRef::from(&self.io)).read(&mut buf)?
         } else {
-            let room = buf.len();
-            read_clearing(&self.io, room, || self.io.try_read(&mut buf))?
+            self.io.read_clearing(&mut buf)?
         };
         if n == 0 {
             return Ok(0);
@@ -1015,8 +1015,10 @@ impl Driver {
         scope.raw_path = head.raw_path;
         scope.query_string = head.query;
         scope.headers = head.headers;
-        scope.client = crate::net::known(self.peer);
-        scope.server = crate::net::known(self.local);
+        if !self.unix {
+            scope.client = Some(self.peer);
+            scope.server = Some(self.local);
+        }
         scope.extensions.server_state = Some(self.srv.server_state.clone());
         scope.extensions.fullflush = true;
         scope.extensions.sse_http_response = kind == ScopeKind::Sse;
@@ -1428,30 +1430,6 @@ impl Driver {
             duration: self.accepted_at.elapsed(),
             protocol: "http/1.1",
         })
-    }
-}
-
-/// Runs `read` (a `try_read` of at most `room` bytes). A short read drained the kernel's
-/// buffer: it also clears tokio's read readiness, as tokio's own `poll_read` does, so that the
-/// next turn waits for an edge instead of paying a `recv` that says EAGAIN. The readiness is
-/// captured (by the outer `try_io`) before the read, so an edge that arrives meanwhile is not
-/// cleared with it.
-fn read_clearing(
-    io: &Stream,
-    room: usize,
-    read: impl FnOnce() -> io::Result<usize>,
-) -> io::Result<usize> {
-    let mut short = None;
-    let r = io.try_io(Interest::READABLE, || match read() {
-        Ok(n) if n > 0 && n < room => {
-            short = Some(n);
-            Err(io::ErrorKind::WouldBlock.into())
-        }
-        other => other,
-    });
-    match short {
-        Some(n) => Ok(n),
-        None => r,
     }
 }
 
