@@ -184,6 +184,15 @@ mod tests {
     }
 
     #[test]
+    fn the_client_is_its_ip_or_unix() {
+        let tcp: SocketAddr = "10.0.0.7:5555".parse().unwrap();
+        assert_eq!(Client(tcp).to_string(), "10.0.0.7");
+        assert_eq!(format!("{:#}", Client(tcp)), "10.0.0.7:5555");
+        assert_eq!(Client(crate::net::NO_ADDR).to_string(), "unix:");
+        assert_eq!(format!("{:#}", Client(crate::net::NO_ADDR)), "unix:");
+    }
+
+    #[test]
     fn json_escapes_quotes_and_controls() {
         assert_eq!(json_escape("a\"b\\c\u{1}"), "a\\\"b\\\\c\\u0001");
     }
