@@ -1717,6 +1717,17 @@ impl StreamDriver {
             if self.respond.is_some() {
                 self.shared.control.set_response_started();
             }
+            let conn = &self.shared.ctx.conn.id;
+            let stream = self
+                .respond
+                .as_ref()
+                .map(|r| r.stream_id().as_u32())
+                .or_else(|| self.send.as_ref().map(|s| s.stream_id().as_u32()));
+            if self.respond.is_some() {
+                tracing::warn!(%conn, stream, %error, "app failed; answering 500");
+            } else {
+                tracing::warn!(%conn, stream, %error, "response aborted");
+            }
             self.shared.disconnect(DisconnectReason::ServerError);
             if let Some(mut respond) = self.respond.take() {
                 self.status = 500;

@@ -30,8 +30,9 @@
 //!    wait for;
 //! 6. serves until SIGTERM or SIGINT (graceful shutdown; a second signal aborts; SIGHUP
 //!    reloads TLS certificates);
-//! 7. returns the exit code: 0 after a clean shutdown, 1 when the server could not start
-//!    (the reason on stderr), 2 for a usage error.
+//! 7. returns the exit code: 0 after a clean shutdown (and for `--help`, `--version`), 1 when
+//!    the server could not start (a listener, TLS files, lifespan start-up; the reason on
+//!    stderr), 2 for a usage error (a bad value, options that do not go together).
 //!
 //! [`Run`] is the same with more to say: a lifecycle listener, options the app parsed itself,
 //! its name and version, anything else on the [`Server`].
@@ -223,9 +224,9 @@ impl<A: App> Run<A> {
         match rt.block_on(self.serve(args)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                tracing::error!(error = %e, "the server stopped");
                 eprintln!("{program}: {e}");
-                ExitCode::FAILURE
+                // Options that do not go together are a usage error, like a bad value.
+                ExitCode::from(if e.is_config() { 2 } else { 1 })
             }
         }
     }

@@ -924,7 +924,7 @@ impl<T: WsIo> Driver<T> {
 
     fn on_app_done(&mut self, failure: Option<String>) {
         if let Some(e) = &failure {
-            tracing::debug!(conn = %self.ctx.conn.id, error = %e, "WebSocket app failed");
+            tracing::warn!(conn = %self.ctx.conn.id, error = %e, "WebSocket app failed");
         }
         match self.state {
             State::Connecting => {

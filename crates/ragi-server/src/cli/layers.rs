@@ -223,7 +223,9 @@ fn explain(e: &clap::Error, text: &str) -> String {
             let inner = std::error::Error::source(e)
                 .map(|s| s.to_string())
                 .unwrap_or_else(|| "invalid value".to_owned());
-            if inner.contains(text) || text.is_empty() && inner.contains("\"\"") {
+            // The value parsers of `ServerArgs` quote the value (or the part of a list) they
+            // refuse; another parser's message gets the value in front.
+            if inner.contains(text) || inner.contains('"') {
                 inner
             } else {
                 format!("{text:?}: {inner}")

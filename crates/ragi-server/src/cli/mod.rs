@@ -333,7 +333,7 @@ impl ServerArgs {
         // ALPN offers h2 first, then http/1.1.
         TlsSettings::load_with_alpn(options, Alpn::Http2AndHttp11)
             .map(|t| Some(Arc::new(t)))
-            .map_err(|e| Error::config(format!("--tls-cert/--tls-key/--tls-client-ca: {e}")))
+            .map_err(|e| Error::tls("--tls-cert, --tls-key, --tls-client-ca", e))
     }
 
     /// The addresses to listen on.
