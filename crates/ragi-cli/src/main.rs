@@ -44,7 +44,12 @@ struct ProbeOpts {
     no_lifecycle: bool,
     /// Answer lifespan start-up with StartupFailed and this message (the process exits 1);
     /// for testing deployments' failure handling.
-    #[arg(long, env = "RAGI_FAIL_STARTUP", value_name = "MESSAGE", help_heading = "Probe")]
+    #[arg(
+        long,
+        env = "RAGI_FAIL_STARTUP",
+        value_name = "MESSAGE",
+        help_heading = "Probe"
+    )]
     fail_startup: Option<String>,
 }
 

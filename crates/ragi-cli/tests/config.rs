@@ -19,7 +19,8 @@ struct ConfigFile(PathBuf);
 
 impl ConfigFile {
     fn new(name: &str, body: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("ragi-config-{}-{name}.toml", std::process::id()));
+        let p =
+            std::env::temp_dir().join(format!("ragi-config-{}-{name}.toml", std::process::id()));
         std::fs::write(&p, body).unwrap();
         ConfigFile(p)
     }
@@ -67,7 +68,10 @@ fn precedence_flag_beats_environment_beats_file_beats_default() {
         "from-flag"
     );
     // flag > default
-    assert_eq!(server_header(&["--server-header", "from-flag"], &[]), "from-flag");
+    assert_eq!(
+        server_header(&["--server-header", "from-flag"], &[]),
+        "from-flag"
+    );
     // The config file named by a variable.
     assert_eq!(server_header(&[], &[("RAGI_CONFIG", cfg)]), "from-file");
 }
@@ -103,7 +107,10 @@ fn an_on_off_option_can_be_turned_off_by_a_higher_layer() {
         "file > default"
     );
     assert!(
-        !half_closed_client_served(&["--config", file.path()], &[("RAGI_ALLOW_HALF_CLOSE", "0")]),
+        !half_closed_client_served(
+            &["--config", file.path()],
+            &[("RAGI_ALLOW_HALF_CLOSE", "0")]
+        ),
         "environment > file"
     );
     assert!(
@@ -128,28 +135,74 @@ fn usage_error(args: &[&str], env: &[(&str, &str)]) -> String {
 #[test]
 fn errors_name_the_variable() {
     let cases: &[(&str, &str, &str)] = &[
-        ("RAGI_MAX_BODY_SIZE", "12x", "RAGI_MAX_BODY_SIZE: \"12x\" is not a number"),
-        ("RAGI_IDLE_TIMEOUT", "soon", "RAGI_IDLE_TIMEOUT: \"soon\" is not a number of seconds"),
-        ("RAGI_LISTEN", "127.0.0.1:1,nowhere", "RAGI_LISTEN: \"nowhere\" is not an address"),
-        ("RAGI_ACCESS_LOG", "xml", "RAGI_ACCESS_LOG: \"xml\" is not one of off, clf, combined, json"),
-        ("RAGI_ALLOW_HALF_CLOSE", "maybe", "RAGI_ALLOW_HALF_CLOSE: \"maybe\" is not true or false"),
-        ("RAGI_WORKERS", "4", "RAGI_WORKERS: 4 workers: worker processes are not built yet"),
-        ("RAGI_LOG_LEVEL", "lots", "RAGI_LOG_LEVEL: \"lots\" is not a log level"),
+        (
+            "RAGI_MAX_BODY_SIZE",
+            "12x",
+            "RAGI_MAX_BODY_SIZE: \"12x\" is not a number",
+        ),
+        (
+            "RAGI_IDLE_TIMEOUT",
+            "soon",
+            "RAGI_IDLE_TIMEOUT: \"soon\" is not a number of seconds",
+        ),
+        (
+            "RAGI_LISTEN",
+            "127.0.0.1:1,nowhere",
+            "RAGI_LISTEN: \"nowhere\" is not an address",
+        ),
+        (
+            "RAGI_ACCESS_LOG",
+            "xml",
+            "RAGI_ACCESS_LOG: \"xml\" is not one of off, clf, combined, json",
+        ),
+        (
+            "RAGI_ALLOW_HALF_CLOSE",
+            "maybe",
+            "RAGI_ALLOW_HALF_CLOSE: \"maybe\" is not true or false",
+        ),
+        (
+            "RAGI_WORKERS",
+            "4",
+            "RAGI_WORKERS: 4 workers: worker processes are not built yet",
+        ),
+        (
+            "RAGI_LOG_LEVEL",
+            "lots",
+            "RAGI_LOG_LEVEL: \"lots\" is not a log level",
+        ),
         ("RUST_LOG", "lots", "RUST_LOG: \"lots\" is not a log level"),
-        ("RAGI_TLS_CERT", "/nonexistent/cert.pem", "RAGI_TLS_CERT: \"/nonexistent/cert.pem\": No such file"),
-        ("RAGI_CONFIG", "/nonexistent/ragi.toml", "RAGI_CONFIG: cannot read the config file /nonexistent/ragi.toml"),
+        (
+            "RAGI_TLS_CERT",
+            "/nonexistent/cert.pem",
+            "RAGI_TLS_CERT: \"/nonexistent/cert.pem\": No such file",
+        ),
+        (
+            "RAGI_CONFIG",
+            "/nonexistent/ragi.toml",
+            "RAGI_CONFIG: cannot read the config file /nonexistent/ragi.toml",
+        ),
     ];
     for (var, value, want) in cases {
-        let args: &[&str] = if *var == "RAGI_LISTEN" { &[] } else { &["--listen", "127.0.0.1:0"] };
+        let args: &[&str] = if *var == "RAGI_LISTEN" {
+            &[]
+        } else {
+            &["--listen", "127.0.0.1:0"]
+        };
         let err = usage_error(args, &[(var, value)]);
-        assert!(err.contains(want), "{var}={value}: stderr {err:?} lacks {want:?}");
+        assert!(
+            err.contains(want),
+            "{var}={value}: stderr {err:?} lacks {want:?}"
+        );
     }
 }
 
 #[test]
 fn a_variable_the_flag_overrides_is_not_read() {
     // The flag wins, so the bad variable is never parsed: the server starts.
-    let s = Server::start_with(&["--max-body-size", "100"], &[("RAGI_MAX_BODY_SIZE", "12x")]);
+    let s = Server::start_with(
+        &["--max-body-size", "100"],
+        &[("RAGI_MAX_BODY_SIZE", "12x")],
+    );
     assert_eq!(s.get("/").status, 200);
     // RUST_LOG stands behind RAGI_LOG_LEVEL.
     let s = Server::start_with(&[], &[("RAGI_LOG_LEVEL", "warn"), ("RUST_LOG", "lots")]);
@@ -158,17 +211,26 @@ fn a_variable_the_flag_overrides_is_not_read() {
 
 #[test]
 fn errors_name_the_file_and_line() {
-    let f = ConfigFile::new("unknown", "# ragi\nmax-body-size = 100\n\nlistn = \"127.0.0.1:0\"\n");
+    let f = ConfigFile::new(
+        "unknown",
+        "# ragi\nmax-body-size = 100\n\nlistn = \"127.0.0.1:0\"\n",
+    );
     let err = usage_error(&["--config", f.path()], &[]);
     assert!(
-        err.contains(&format!("{}:4: unknown key \"listn\" (did you mean \"listen\"?)", f.path())),
+        err.contains(&format!(
+            "{}:4: unknown key \"listn\" (did you mean \"listen\"?)",
+            f.path()
+        )),
         "{err}"
     );
 
     let f = ConfigFile::new("value", "\n\n\n\n\n\nmax-body-size = \"12x\"\n");
     let err = usage_error(&["--config", f.path()], &[]);
     assert!(
-        err.contains(&format!("{}:7: max-body-size: \"12x\" is not a number", f.path())),
+        err.contains(&format!(
+            "{}:7: max-body-size: \"12x\" is not a number",
+            f.path()
+        )),
         "{err}"
     );
 
@@ -179,19 +241,28 @@ fn errors_name_the_file_and_line() {
     // Options of the subcommand are keys too; the probe's own included.
     let f = ConfigFile::new("probe", "no-lifecycle = \"perhaps\"\n");
     let err = usage_error(&["--config", f.path()], &[]);
-    assert!(err.contains(&format!("{}:1: no-lifecycle:", f.path())), "{err}");
+    assert!(
+        err.contains(&format!("{}:1: no-lifecycle:", f.path())),
+        "{err}"
+    );
 }
 
 #[test]
 fn option_pairs_and_workers_are_checked() {
     let err = usage_error(&["--workers", "2"], &[]);
-    assert!(err.contains("--workers") && err.contains("not built yet"), "{err}");
+    assert!(
+        err.contains("--workers") && err.contains("not built yet"),
+        "{err}"
+    );
     let err = usage_error(&["--workers", "0"], &[]);
     assert!(err.contains("--workers"), "{err}");
     // A certificate without its key: named, and nothing is bound.
     let cert = ConfigFile::new("cert", "not a certificate");
     let err = usage_error(&["--listen", "127.0.0.1:0", "--tls-cert", cert.path()], &[]);
-    assert!(err.contains("--tls-cert is set but --tls-key is not"), "{err}");
+    assert!(
+        err.contains("--tls-cert is set but --tls-key is not"),
+        "{err}"
+    );
     // `--workers 1` is accepted.
     let s = Server::start(&["--workers", "1"]);
     assert_eq!(s.get("/").status, 200);
@@ -207,12 +278,20 @@ fn help_lists_every_option_with_its_variable() {
     let lines: Vec<&str> = help.lines().collect();
     for (i, line) in lines.iter().enumerate() {
         let t = line.trim_start();
-        let Some(rest) = t.strip_prefix("--") else { continue };
-        let name: String = rest.chars().take_while(|c| c.is_ascii_lowercase() || *c == '-').collect();
+        let Some(rest) = t.strip_prefix("--") else {
+            continue;
+        };
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || *c == '-')
+            .collect();
         if name == "help" || name.is_empty() {
             continue;
         }
-        let var = format!("[env: RAGI_{}=", name.to_ascii_uppercase().replace('-', "_"));
+        let var = format!(
+            "[env: RAGI_{}=",
+            name.to_ascii_uppercase().replace('-', "_")
+        );
         let entry_end = lines[i + 1..]
             .iter()
             .position(|l| l.trim_start().starts_with("--") || l.trim_start().starts_with("-h"))
@@ -224,14 +303,40 @@ fn help_lists_every_option_with_its_variable() {
         options.push(name);
     }
     for want in [
-        "listen", "unix-socket-mode", "max-connections", "tls-cert", "tls-key", "tls-client-ca",
-        "tls-client-auth", "max-body-size", "max-header-size", "max-headers", "idle-timeout",
-        "keepalive-timeout", "request-timeout", "write-timeout", "shutdown-timeout",
-        "server-header", "allow-half-close", "access-log", "sse-idle-timeout", "ws-idle-timeout",
-        "ws-max-message-size", "ws-max-queue", "ws-no-compression", "log-level", "log-format",
-        "workers", "config", "no-lifecycle", "fail-startup",
+        "listen",
+        "unix-socket-mode",
+        "max-connections",
+        "tls-cert",
+        "tls-key",
+        "tls-client-ca",
+        "tls-client-auth",
+        "max-body-size",
+        "max-header-size",
+        "max-headers",
+        "idle-timeout",
+        "keepalive-timeout",
+        "request-timeout",
+        "write-timeout",
+        "shutdown-timeout",
+        "server-header",
+        "allow-half-close",
+        "access-log",
+        "sse-idle-timeout",
+        "ws-idle-timeout",
+        "ws-max-message-size",
+        "ws-max-queue",
+        "ws-no-compression",
+        "log-level",
+        "log-format",
+        "workers",
+        "config",
+        "no-lifecycle",
+        "fail-startup",
     ] {
-        assert!(options.iter().any(|o| o == want), "--{want} not in --help: {options:?}");
+        assert!(
+            options.iter().any(|o| o == want),
+            "--{want} not in --help: {options:?}"
+        );
     }
     assert!(help.contains("RUST_LOG"), "--log-level mentions RUST_LOG");
 }
@@ -240,7 +345,10 @@ fn help_lists_every_option_with_its_variable() {
 fn version_prints_the_version() {
     let out = run_to_exit(&["--version"], Duration::from_secs(10));
     assert_eq!(out.status.and_then(|s| s.code()), Some(0), "{out:?}");
-    assert_eq!(out.stdout.trim(), format!("ragi {}", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        out.stdout.trim(),
+        format!("ragi {}", env!("CARGO_PKG_VERSION"))
+    );
 }
 
 /// Waits (bounded) for `want` among the child's stderr lines.

@@ -21,7 +21,8 @@ async fn app(scope: Scope, _receive: Receiver, send: Sender) -> ragi::AppResult 
         "/fail" => Err("the database is unreachable".into()),
         // An invalid event: `send` refuses it, and `?` makes that the app's error.
         "/invalid" => {
-            send.send(SendEvent::body("no response start first")).await?;
+            send.send(SendEvent::body("no response start first"))
+                .await?;
             Ok(())
         }
         _ => {

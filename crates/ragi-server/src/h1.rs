@@ -41,10 +41,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use crate::net::Stream;
 use bytes::{Bytes, BytesMut};
 use ragi::{Connection, DisconnectReason, Scope, ScopeKind};
 use tokio::io::{Interest, Ready};
-use crate::net::Stream;
 use tokio::sync::watch;
 
 use crate::access_log::{self, AccessEntry};

@@ -26,6 +26,8 @@
 #![deny(missing_docs)]
 
 mod access_log;
+#[cfg(feature = "cli")]
+pub mod cli;
 mod config;
 mod date;
 mod error;
@@ -33,8 +35,6 @@ mod exchange;
 mod h1;
 mod h2;
 mod h2_check;
-#[cfg(feature = "cli")]
-pub mod cli;
 pub mod lifecycle;
 mod lifespan;
 pub mod net;
@@ -54,8 +54,8 @@ pub use proto::ws::fuzz as __fuzz;
 
 pub use config::{AccessLogFormat, Config};
 pub use error::Error;
-pub use net::ListenAddr;
 pub use lifecycle::{AddressFilter, ConnId, ConnectionHandle, LifecycleListener};
+pub use net::ListenAddr;
 #[cfg(feature = "cli")]
 pub use run::{run, Run};
 pub use server::{BoundServer, Server, ServerStats, ShutdownHandle};

@@ -86,9 +86,9 @@ impl std::str::FromStr for ListenAddr {
             }
             return Ok(ListenAddr::Unix(PathBuf::from(path)));
         }
-        s.parse::<SocketAddr>().map(ListenAddr::Tcp).map_err(|_| {
-            format!("{s:?} is not an address (IP:PORT, [IPv6]:PORT or unix:/PATH)")
-        })
+        s.parse::<SocketAddr>()
+            .map(ListenAddr::Tcp)
+            .map_err(|_| format!("{s:?} is not an address (IP:PORT, [IPv6]:PORT or unix:/PATH)"))
     }
 }
 
@@ -514,11 +514,23 @@ mod tests {
 
     #[test]
     fn listen_addresses_parse_and_print() {
-        for s in ["127.0.0.1:8000", "[::1]:0", "unix:/tmp/x.sock", "unix:rel.sock"] {
+        for s in [
+            "127.0.0.1:8000",
+            "[::1]:0",
+            "unix:/tmp/x.sock",
+            "unix:rel.sock",
+        ] {
             let a: ListenAddr = s.parse().unwrap();
             assert_eq!(a.to_string(), s);
         }
-        for bad in ["", "unix:", "unix:@abstract", "localhost:80", "1.2.3.4", "1.2.3.4:99999"] {
+        for bad in [
+            "",
+            "unix:",
+            "unix:@abstract",
+            "localhost:80",
+            "1.2.3.4",
+            "1.2.3.4:99999",
+        ] {
             assert!(bad.parse::<ListenAddr>().is_err(), "{bad:?}");
         }
     }

@@ -182,15 +182,13 @@ impl<A: App> Run<A> {
             Some(v) => format!("{v} ({ragi})"),
             None => format!("({ragi})"),
         };
-        let mut cmd = ServerArgs::augment_args(clap::Command::new(self.program()))
+        ServerArgs::augment_args(clap::Command::new(self.program()))
             .version(version)
             .about(
                 self.about
                     .clone()
                     .unwrap_or_else(|| "A ragi app server".to_owned()),
-            );
-        cmd.build();
-        cmd
+            )
     }
 
     /// Parses (unless given), logs, builds the runtime, serves until shutdown; returns the

@@ -40,11 +40,11 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::{watch, Notify};
 
 use crate::h1::Driver;
-use crate::net::{Incoming, ListenAddr, Listener, Stream};
 use crate::lifecycle::{
     Accepted, AddressFilter, ConnId, ConnShared, ConnectionHandle, ErrorHook, ErrorReport,
     LifecycleListener,
 };
+use crate::net::{Incoming, ListenAddr, Listener, Stream};
 use crate::proto::h1::request::HeadLimits;
 use crate::proto::h1::response::simple_response;
 use crate::tls::TlsSettings;
@@ -553,7 +553,16 @@ async fn serve_connection(
     // Built once: the notice, the HTTP/2 streams' and the HTTP/1.1 driver's scopes share it.
     let info = tls.as_ref().map(|(session, _)| Arc::new(session.info()));
     let protocol = if alpn_h2 || h2c { "h2" } else { "http/1.1" };
-    if !announce(&shared, &conn, &id, peer, local, info.clone(), protocol, unix) {
+    if !announce(
+        &shared,
+        &conn,
+        &id,
+        peer,
+        local,
+        info.clone(),
+        protocol,
+        unix,
+    ) {
         conn.task_done();
         return;
     }

@@ -142,7 +142,9 @@ async fn tcp_and_unix_listeners_together_and_the_mode_is_configurable() {
         .await
         .unwrap();
     let mut r = Vec::new();
-    within(T, "TCP response", tcp.read_to_end(&mut r)).await.unwrap();
+    within(T, "TCP response", tcp.read_to_end(&mut r))
+        .await
+        .unwrap();
     assert!(r.starts_with(b"HTTP/1.1 200"), "{}", show(&r));
     let mut c = UnixStream::connect(&path).await.unwrap();
     c.write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
@@ -157,8 +159,11 @@ async fn tcp_and_unix_listeners_together_and_the_mode_is_configurable() {
 #[tokio::test]
 async fn h2c_with_prior_knowledge_over_a_unix_socket() {
     let path = sock_path("h2");
-    let srv = Running::start(Server::new(Config::default()).listen_unix(&path), hello_app())
-        .await;
+    let srv = Running::start(
+        Server::new(Config::default()).listen_unix(&path),
+        hello_app(),
+    )
+    .await;
     let io = UnixStream::connect(&path).await.unwrap();
     let (mut client, conn) = within(T, "h2 handshake", h2::client::handshake(io))
         .await
@@ -223,8 +228,11 @@ fn leave_stale_socket(path: &Path) {
 async fn a_stale_socket_is_replaced() {
     let path = sock_path("stale");
     leave_stale_socket(&path);
-    let srv = Running::start(Server::new(Config::default()).listen_unix(&path), hello_app())
-        .await;
+    let srv = Running::start(
+        Server::new(Config::default()).listen_unix(&path),
+        hello_app(),
+    )
+    .await;
     let mut c = UnixStream::connect(&path).await.unwrap();
     c.write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
         .await
@@ -246,8 +254,15 @@ async fn a_live_socket_or_a_regular_file_is_left_alone() {
         .await
         .unwrap_err();
     assert!(err.is_bind(), "{err}");
-    assert!(err.to_string().contains("another server is listening"), "{err}");
-    assert!(err.to_string().contains(&format!("unix:{}", path.display())), "{err}");
+    assert!(
+        err.to_string().contains("another server is listening"),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains(&format!("unix:{}", path.display())),
+        "{err}"
+    );
     let _c = UnixStream::connect(&path).await.unwrap();
     within(T, "their accept", theirs.accept()).await.unwrap();
     drop(theirs);

@@ -77,7 +77,10 @@ struct Default {
 }
 
 /// The invoked command and its ancestors, top first, with their matches.
-fn command_path<'a>(cmd: &'a Command, m: &'a ArgMatches) -> Vec<(Vec<String>, &'a Command, &'a ArgMatches)> {
+fn command_path<'a>(
+    cmd: &'a Command,
+    m: &'a ArgMatches,
+) -> Vec<(Vec<String>, &'a Command, &'a ArgMatches)> {
     let mut out = vec![(Vec::new(), cmd, m)];
     loop {
         let (names, c, m) = out.last().expect("not empty").clone();
@@ -142,9 +145,8 @@ fn gather(cmd: &Command, m: &ArgMatches) -> Result<Vec<Default>, clap::Error> {
             let id = arg.get_id().as_str();
             let own = arg.get_env().map(|e| (e.to_owned(), std::env::var_os(e)));
             if let Some((var, Some(value))) = &own {
-                check_value(arg, value).map_err(|why| {
-                    raw(format!("{}: {why}", var.to_string_lossy()))
-                })?;
+                check_value(arg, value)
+                    .map_err(|why| raw(format!("{}: {why}", var.to_string_lossy())))?;
                 continue;
             }
             // No variable of its own: a fallback variable beats the file.
@@ -153,7 +155,8 @@ fn gather(cmd: &Command, m: &ArgMatches) -> Result<Vec<Default>, clap::Error> {
                     continue;
                 }
                 if let Some(value) = std::env::var_os(fvar) {
-                    let text = check_value(arg, &value).map_err(|why| raw(format!("{fvar}: {why}")))?;
+                    let text =
+                        check_value(arg, &value).map_err(|why| raw(format!("{fvar}: {why}")))?;
                     defaults.retain(|d| !(d.path == *names && d.id == id));
                     defaults.push(Default {
                         path: names.clone(),
@@ -258,8 +261,11 @@ fn read_file(
     path: &[(Vec<String>, &Command, &ArgMatches)],
 ) -> Result<Vec<Default>, clap::Error> {
     let shown = file.display();
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| raw(format!("{source}: cannot read the config file {shown}: {e}")))?;
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        raw(format!(
+            "{source}: cannot read the config file {shown}: {e}"
+        ))
+    })?;
     let table = toml::de::DeTable::parse(&text).map_err(|e| {
         let line = e.span().map_or(1, |s| line_of(&text, s.start));
         raw(format!("{shown}:{line}: {}", e.message().trim_end()))
@@ -297,8 +303,8 @@ fn read_file(
                     "{name}: a value must be a string, a number or true/false"
                 ))
             })?;
-            let checked = check_value(arg, OsStr::new(&text))
-                .map_err(|why| at(format!("{name}: {why}")))?;
+            let checked =
+                check_value(arg, OsStr::new(&text)).map_err(|why| at(format!("{name}: {why}")))?;
             values.push(checked);
         }
         out.push(Default {
@@ -401,8 +407,8 @@ mod tests {
             pub fn new(ext: &str) -> Self {
                 static N: AtomicU32 = AtomicU32::new(0);
                 let n = N.fetch_add(1, Ordering::Relaxed);
-                let p = std::env::temp_dir()
-                    .join(format!("ragi-cli-{}-{n}.{ext}", std::process::id()));
+                let p =
+                    std::env::temp_dir().join(format!("ragi-cli-{}-{n}.{ext}", std::process::id()));
                 TempFile(p)
             }
             pub fn handle(&self) -> std::fs::File {
@@ -465,14 +471,20 @@ mod tests {
         let f = file("max-body-size = 1\n\nlistn = \"127.0.0.1:1\"\n");
         let e = parse(&["--config", &f.arg()]).unwrap_err();
         assert!(
-            e.contains(&format!("{}:3: unknown key \"listn\" (did you mean \"listen\"?)", f.arg())),
+            e.contains(&format!(
+                "{}:3: unknown key \"listn\" (did you mean \"listen\"?)",
+                f.arg()
+            )),
             "{e}"
         );
 
         let f = file("\n\n\n\n\n\nmax-body-size = \"12x\"\n");
         let e = parse(&["--config", &f.arg()]).unwrap_err();
         assert!(
-            e.contains(&format!("{}:7: max-body-size: \"12x\" is not a number", f.arg())),
+            e.contains(&format!(
+                "{}:7: max-body-size: \"12x\" is not a number",
+                f.arg()
+            )),
             "{e}"
         );
 
@@ -514,7 +526,10 @@ mod tests {
         assert!(e.contains("--max-body-size"), "{e}");
         assert!(e.contains("\"12x\" is not a number"), "{e}");
         let e = parse(&["--workers", "4"]).unwrap_err();
-        assert!(e.contains("--workers") && e.contains("not built yet"), "{e}");
+        assert!(
+            e.contains("--workers") && e.contains("not built yet"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -83,10 +83,10 @@ use clap::{ArgAction, ValueEnum};
 use crate::tls::{Alpn, ClientAuth, TlsOptions, TlsSettings};
 use crate::{AccessLogFormat, Config, Error, ListenAddr};
 
-pub use layers::{parse, try_parse, try_parse_from};
 pub(crate) use layers::parse_with;
-pub use log::LogFormat;
+pub use layers::{parse, try_parse, try_parse_from};
 pub(crate) use log::install as install_logging;
+pub use log::LogFormat;
 
 /// Every server option: listeners, TLS, limits, timeouts, WebSocket and SSE, logs, the
 /// process. See the [module documentation](self) for the environment and the config file.
@@ -128,7 +128,12 @@ pub struct ServerArgs {
           help_heading = "TLS")]
     pub tls_client_ca: Option<PathBuf>,
     /// Ask clients for a certificate: optional or required. Needs --tls-client-ca.
-    #[arg(long, env = "RAGI_TLS_CLIENT_AUTH", value_name = "MODE", help_heading = "TLS")]
+    #[arg(
+        long,
+        env = "RAGI_TLS_CLIENT_AUTH",
+        value_name = "MODE",
+        help_heading = "TLS"
+    )]
     pub tls_client_auth: Option<ClientAuthMode>,
 
     // ----- limits ---------------------------------------------------------------------------
@@ -170,8 +175,13 @@ pub struct ServerArgs {
 
     // ----- HTTP -----------------------------------------------------------------------------
     /// The `server` response header; an empty string sends none.
-    #[arg(long, env = "RAGI_SERVER_HEADER", value_name = "STR", default_value = "ragi",
-          help_heading = "HTTP")]
+    #[arg(
+        long,
+        env = "RAGI_SERVER_HEADER",
+        value_name = "STR",
+        default_value = "ragi",
+        help_heading = "HTTP"
+    )]
     pub server_header: String,
     /// Keep answering after the client half-closes its side (off by default: a FIN ends the
     /// exchange).
@@ -220,8 +230,13 @@ pub struct ServerArgs {
     pub log_level: String,
     /// Log format on stderr: plain text, JSON lines, or auto (plain on a terminal, JSON
     /// otherwise).
-    #[arg(long, env = "RAGI_LOG_FORMAT", value_name = "FORMAT", default_value = "auto",
-          help_heading = "Logs and process")]
+    #[arg(
+        long,
+        env = "RAGI_LOG_FORMAT",
+        value_name = "FORMAT",
+        default_value = "auto",
+        help_heading = "Logs and process"
+    )]
     pub log_format: LogFormat,
     /// Worker processes. Only 1 is built so far: more is an error until workers exist.
     #[arg(long, env = "RAGI_WORKERS", value_name = "N", default_value = "1",
@@ -229,7 +244,12 @@ pub struct ServerArgs {
     pub workers: u64,
     /// Config file (TOML; keys are the long flag names). Flags and environment variables
     /// override it.
-    #[arg(long, env = "RAGI_CONFIG", value_name = "FILE", help_heading = "Logs and process")]
+    #[arg(
+        long,
+        env = "RAGI_CONFIG",
+        value_name = "FILE",
+        help_heading = "Logs and process"
+    )]
     pub config: Option<PathBuf>,
 }
 
@@ -293,20 +313,19 @@ impl ServerArgs {
     /// The TLS settings these options ask for, loaded (`None` without `--tls-cert`). Errors
     /// name the options and the file.
     pub fn tls(&self) -> Result<Option<Arc<TlsSettings>>, Error> {
-        let client = match (&self.tls_client_ca, self.tls_client_auth) {
-            (Some(ca), Some(mode)) => Some((ca, mode)),
-            (None, None) => None,
-            (Some(_), None) => {
-                return Err(Error::config(
+        let client =
+            match (&self.tls_client_ca, self.tls_client_auth) {
+                (Some(ca), Some(mode)) => Some((ca, mode)),
+                (None, None) => None,
+                (Some(_), None) => return Err(Error::config(
                     "--tls-client-ca is set but --tls-client-auth is not (optional or required)",
-                ))
-            }
-            (None, Some(_)) => {
-                return Err(Error::config(
-                    "--tls-client-auth is set but --tls-client-ca is not",
-                ))
-            }
-        };
+                )),
+                (None, Some(_)) => {
+                    return Err(Error::config(
+                        "--tls-client-auth is set but --tls-client-ca is not",
+                    ))
+                }
+            };
         let (cert, key) = match (&self.tls_cert, &self.tls_key) {
             (Some(c), Some(k)) => (c, k),
             (None, None) if client.is_some() => {
@@ -315,12 +334,8 @@ impl ServerArgs {
                 ))
             }
             (None, None) => return Ok(None),
-            (Some(_), None) => {
-                return Err(Error::config("--tls-cert is set but --tls-key is not"))
-            }
-            (None, Some(_)) => {
-                return Err(Error::config("--tls-key is set but --tls-cert is not"))
-            }
+            (Some(_), None) => return Err(Error::config("--tls-cert is set but --tls-key is not")),
+            (None, Some(_)) => return Err(Error::config("--tls-key is set but --tls-cert is not")),
         };
         let mut options = TlsOptions::new(cert, key);
         if let Some((ca, mode)) = client {
