@@ -15,6 +15,8 @@ enum Kind {
     Bind(String),
     Startup(String),
     Config(String),
+    // Made by the command line's TLS options (`cli`).
+    #[cfg_attr(not(feature = "cli"), allow(dead_code))]
     Tls(String),
 }
 
@@ -41,6 +43,7 @@ impl Error {
     }
 
     /// The TLS certificates or key could not be loaded; `what` says which options gave them.
+    #[cfg_attr(not(feature = "cli"), allow(dead_code))]
     pub(crate) fn tls(what: impl Into<String>, e: crate::tls::TlsError) -> Self {
         Self {
             kind: Kind::Tls(what.into()),

@@ -5,7 +5,11 @@
 //! [`Connection`](ragi::Connection) object learns, in every state, that its client left and
 //! why. See [`h1`](crate#detection) below for how.
 //!
-//! * [`Server`] binds listeners and serves an app; [`ShutdownHandle`] starts graceful shutdown.
+//! * [`run`] is an app binary's whole `main`: the server's command line ([`cli::ServerArgs`]:
+//!   flags, `RAGI_*` variables, a TOML config file), logs on stderr, the runtime, signals.
+//!   [`Run`] is the same with a lifecycle listener or options the app parsed itself.
+//! * [`Server`] binds listeners (TCP and Unix-domain: [`net`]) and serves an app;
+//!   [`ShutdownHandle`] starts graceful shutdown.
 //! * [`Config`] holds every limit and timeout, with the specification's defaults.
 //! * [`lifecycle`] is the server-wide connection listener, the address filter, the error hook
 //!   and per-connection handles (`close_after_current_response`, `completed`).

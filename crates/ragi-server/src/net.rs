@@ -2,10 +2,10 @@
 //! the drivers read and write.
 //!
 //! [`ListenAddr`] is what `--listen` says: `127.0.0.1:8000`, `[::1]:8000`, or
-//! `unix:/run/app.sock`. [`Listener`] binds it; [`Stream`] is an accepted connection of either
-//! kind, with the readiness calls the HTTP/1.1 driver needs (it watches the socket without
-//! reading: see the crate documentation on detection). A match on two variants per call is
-//! what the enum costs; a generic driver would cost a second copy of every driver.
+//! `unix:/run/app.sock`. The server binds it; every accepted connection, of either kind, is one
+//! stream type with the readiness calls the HTTP/1.1 driver needs (it watches the socket
+//! without reading: see the crate documentation on detection). A match on two variants per
+//! call is what that costs; a driver generic over the socket would be compiled twice.
 //!
 //! # Unix-domain sockets
 //!

@@ -1,41 +1,4 @@
-//! `run(app)`: an app binary's whole `main`.
-//!
-//! ```no_run
-//! use ragi::{Headers, Receiver, Scope, SendEvent, Sender};
-//!
-//! async fn app(_scope: Scope, _receive: Receiver, send: Sender) -> ragi::AppResult {
-//!     send.send(SendEvent::response_start(200, Headers::new())).await?;
-//!     send.send(SendEvent::body("Hello, World!")).await?;
-//!     Ok(())
-//! }
-//!
-//! fn main() -> std::process::ExitCode {
-//!     ragi_server::run(app)
-//! }
-//! ```
-//!
-//! That binary has the full server command line ([`ServerArgs`]: `--listen`, TLS, limits,
-//! timeouts, logs, `--config`, `--help`, `--version`, each option from a flag, an environment
-//! variable or the config file). Then, in order:
-//!
-//! 1. parses the process's arguments (a bad value: the error, naming its source; exit 2);
-//! 2. installs a `tracing` subscriber on stderr (`--log-level`, `--log-format`), so an app
-//!    that fails is a logged line with its connection id, never a silent 500;
-//! 3. builds the tokio runtime: multi-threaded, or current-thread when the process may use one
-//!    CPU only (e.g. pinned with `taskset`), which does the same work without the scheduler's
-//!    cross-thread bookkeeping;
-//! 4. loads TLS, binds every listener, runs lifespan start-up;
-//! 5. prints `listening on http://127.0.0.1:8000` (or `https://…`, or `unix:/path`) on
-//!    stderr for each listener, once ready: plain text in either log format, the line scripts
-//!    wait for;
-//! 6. serves until SIGTERM or SIGINT (graceful shutdown; a second signal aborts; SIGHUP
-//!    reloads TLS certificates);
-//! 7. returns the exit code: 0 after a clean shutdown (and for `--help`, `--version`), 1 when
-//!    the server could not start (a listener, TLS files, lifespan start-up; the reason on
-//!    stderr), 2 for a usage error (a bad value, options that do not go together).
-//!
-//! [`Run`] is the same with more to say: a lifecycle listener, options the app parsed itself,
-//! its name and version, anything else on the [`Server`].
+//! `run(app)` and [`Run`]: an app binary's whole `main` (see [`run`]).
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -47,13 +10,51 @@ use crate::cli::ServerArgs;
 use crate::lifecycle::LifecycleListener;
 use crate::{ListenAddr, Server};
 
-/// Runs `app` as this process's server: see the [module documentation](self). Call it from a
-/// plain `fn main` (it builds the runtime itself).
+/// Runs `app` as this process's server: an app binary's whole `main`. Call it from a plain
+/// `fn main` (it builds the runtime itself).
+///
+/// ```no_run
+/// use ragi::{Headers, Receiver, Scope, SendEvent, Sender};
+///
+/// async fn app(_scope: Scope, _receive: Receiver, send: Sender) -> ragi::AppResult {
+///     send.send(SendEvent::response_start(200, Headers::new())).await?;
+///     send.send(SendEvent::body("Hello, World!")).await?;
+///     Ok(())
+/// }
+///
+/// fn main() -> std::process::ExitCode {
+///     ragi_server::run(app)
+/// }
+/// ```
+///
+/// That binary has the full server command line ([`ServerArgs`]: `--listen`, TLS, limits,
+/// timeouts, logs, `--config`, `--help`, `--version`, each option from a flag, an environment
+/// variable or the config file). Then, in order:
+///
+/// 1. parses the process's arguments (a bad value: the error, naming its source; exit 2);
+/// 2. installs a `tracing` subscriber on stderr (`--log-level`, `--log-format`), so an app
+///    that fails is a logged line with its connection id, never a silent 500;
+/// 3. builds the tokio runtime: multi-threaded, or current-thread when the process may use one
+///    CPU only (e.g. pinned with `taskset`), which does the same work without the scheduler's
+///    cross-thread bookkeeping;
+/// 4. loads TLS, binds every listener, runs lifespan start-up;
+/// 5. prints `listening on http://127.0.0.1:8000` (or `https://…`, or `unix:/path`) on
+///    stderr for each listener, once ready: plain text in either log format, the line scripts
+///    wait for;
+/// 6. serves until SIGTERM or SIGINT (graceful shutdown; a second signal aborts; SIGHUP
+///    reloads TLS certificates);
+/// 7. returns the exit code: 0 after a clean shutdown (and for `--help`, `--version`), 1 when
+///    the server could not start (a listener, TLS files, lifespan start-up; the reason on
+///    stderr), 2 for a usage error (a bad value, options that do not go together).
+///
+/// [`Run`] is the same with more to say: a lifecycle listener, options the app parsed itself,
+/// its name and version, anything else on the [`Server`].
 pub fn run(app: impl App) -> ExitCode {
     Run::new(app).run()
 }
 
-/// [`run`], with more to say. See the [module documentation](self).
+/// [`run`], with more to say: a lifecycle listener, options the app parsed itself, its name
+/// and version, anything else on the [`Server`].
 ///
 /// ```no_run
 /// # async fn app(_: ragi::Scope, _: ragi::Receiver, _: ragi::Sender) -> ragi::AppResult { Ok(()) }
@@ -192,7 +193,7 @@ impl<A: App> Run<A> {
     }
 
     /// Parses (unless given), logs, builds the runtime, serves until shutdown; returns the
-    /// exit code. See the [module documentation](self).
+    /// exit code. See [`run`].
     pub fn run(mut self) -> ExitCode {
         let program = self.program();
         let args = match self.args.take() {

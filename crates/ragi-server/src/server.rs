@@ -553,16 +553,7 @@ async fn serve_connection(
     // Built once: the notice, the HTTP/2 streams' and the HTTP/1.1 driver's scopes share it.
     let info = tls.as_ref().map(|(session, _)| Arc::new(session.info()));
     let protocol = if alpn_h2 || h2c { "h2" } else { "http/1.1" };
-    if !announce(
-        &shared,
-        &conn,
-        &id,
-        peer,
-        local,
-        info.clone(),
-        protocol,
-        unix,
-    ) {
+    if !announce(&shared, &conn, peer, local, info.clone(), protocol, unix) {
         conn.task_done();
         return;
     }
@@ -644,7 +635,6 @@ async fn serve_connection(
 fn announce(
     shared: &ServerShared,
     conn: &Arc<ConnShared>,
-    id: &ConnId,
     peer: SocketAddr,
     local: SocketAddr,
     tls: Option<Arc<ragi::TlsInfo>>,
@@ -654,6 +644,7 @@ fn announce(
     let Some(l) = &shared.lifecycle else {
         return true;
     };
+    let id = &conn.id;
     let notice = Accepted {
         id: id.clone(),
         peer,

@@ -94,8 +94,8 @@ pub use log::LogFormat;
 #[non_exhaustive]
 pub struct ServerArgs {
     // ----- listening ------------------------------------------------------------------------
-    /// Address to listen on: IP:PORT, [IPv6]:PORT or unix:/PATH (repeatable; port 0 picks a
-    /// free port).
+    /// Address to listen on: IP:PORT (an IPv6 address in brackets) or unix:/PATH (repeatable;
+    /// port 0 picks a free port).
     #[arg(
         long,
         env = "RAGI_LISTEN",
@@ -282,32 +282,33 @@ fn off_if_zero(d: Duration) -> Option<Duration> {
 impl ServerArgs {
     /// The server settings these options ask for.
     pub fn config(&self) -> Config {
-        let mut c = Config::default();
-        c.idle_timeout = off_if_zero(self.idle_timeout);
-        c.keepalive_timeout = off_if_zero(self.keepalive_timeout);
-        c.request_timeout = off_if_zero(self.request_timeout);
-        c.write_timeout = off_if_zero(self.write_timeout);
-        c.sse_idle_timeout = off_if_zero(self.sse_idle_timeout);
-        c.ws_idle_timeout = off_if_zero(self.ws_idle_timeout);
-        c.ws_max_message_size = self.ws_max_message_size as usize;
-        c.ws_max_queue = self.ws_max_queue as usize;
-        c.ws_compression = !self.ws_no_compression;
-        c.max_body_size = self.max_body_size;
-        c.max_request_line = self.max_header_size as usize;
-        c.max_header_size = self.max_header_size as usize;
-        c.max_headers = self.max_headers as usize;
-        c.max_connections = self.max_connections as usize;
-        c.shutdown_timeout = self.shutdown_timeout;
-        c.server_header = (!self.server_header.is_empty()).then(|| self.server_header.clone());
-        c.allow_half_close = self.allow_half_close;
-        c.access_log = match self.access_log {
-            AccessLog::Off => None,
-            AccessLog::Clf => Some(AccessLogFormat::Clf),
-            AccessLog::Combined => Some(AccessLogFormat::Combined),
-            AccessLog::Json => Some(AccessLogFormat::Json),
-        };
-        c.unix_socket_mode = self.unix_socket_mode;
-        c
+        Config {
+            idle_timeout: off_if_zero(self.idle_timeout),
+            keepalive_timeout: off_if_zero(self.keepalive_timeout),
+            request_timeout: off_if_zero(self.request_timeout),
+            write_timeout: off_if_zero(self.write_timeout),
+            sse_idle_timeout: off_if_zero(self.sse_idle_timeout),
+            ws_idle_timeout: off_if_zero(self.ws_idle_timeout),
+            ws_max_message_size: self.ws_max_message_size as usize,
+            ws_max_queue: self.ws_max_queue as usize,
+            ws_compression: !self.ws_no_compression,
+            max_body_size: self.max_body_size,
+            max_request_line: self.max_header_size as usize,
+            max_header_size: self.max_header_size as usize,
+            max_headers: self.max_headers as usize,
+            max_connections: self.max_connections as usize,
+            shutdown_timeout: self.shutdown_timeout,
+            server_header: (!self.server_header.is_empty()).then(|| self.server_header.clone()),
+            allow_half_close: self.allow_half_close,
+            access_log: match self.access_log {
+                AccessLog::Off => None,
+                AccessLog::Clf => Some(AccessLogFormat::Clf),
+                AccessLog::Combined => Some(AccessLogFormat::Combined),
+                AccessLog::Json => Some(AccessLogFormat::Json),
+            },
+            unix_socket_mode: self.unix_socket_mode,
+            ..Config::default()
+        }
     }
 
     /// The TLS settings these options ask for, loaded (`None` without `--tls-cert`). Errors
