@@ -38,7 +38,10 @@
 //! * [`response`] — [`Response`], [`IntoResponse`], streaming, files;
 //! * [`handler`](mod@handler) — `async fn`s of a context as apps;
 //! * [`layer`] — middleware composition: [`Layer`], `.layer(..)` on any app, [`Stack`];
-//! * [`error`] — the one [`Error`] type, rendered as the response it means.
+//! * [`error`] — the one [`Error`] type, rendered as the response it means;
+//! * [`ws`] — WebSocket sessions: [`WsContext`], `ws::handler`, [`WsEndpoint`];
+//! * [`sse`] — event streams: [`SseContext`] (also over a plain GET), `sse::handler`, [`SseEndpoint`];
+//! * `tower` (feature `tower`) — any tower `Service`, an axum `Router` in particular, as a ragi app.
 #![deny(missing_docs)]
 
 pub mod context;
@@ -47,6 +50,10 @@ pub mod handler;
 pub mod layer;
 pub mod request;
 pub mod response;
+pub mod sse;
+#[cfg(feature = "tower")]
+pub mod tower;
+pub mod ws;
 
 /// The names most handlers need: `use ragi_tools::prelude::*;`.
 pub mod prelude {
@@ -55,6 +62,8 @@ pub mod prelude {
     pub use crate::handler::handler;
     pub use crate::layer::{AppExt, Layer, SharedApp, Stack};
     pub use crate::response::{Html, IntoResponse, Json, Response};
+    pub use crate::sse::SseContext;
+    pub use crate::ws::WsContext;
 }
 
 pub use context::{Context, HandlerResult, HttpContext, Params};
@@ -63,3 +72,5 @@ pub use handler::{handler, Handler, HandlerApp};
 pub use layer::{AppExt, Layer, SharedApp, Stack};
 pub use request::Query;
 pub use response::{BodyWriter, Html, IntoResponse, Json, Responder, Response};
+pub use sse::{SseContext, SseEndpoint, SseSender};
+pub use ws::{CloseInfo, WsContext, WsEndpoint, WsSender};

@@ -97,12 +97,17 @@ pub trait SharedReceiveSource: Send + Sync + 'static {
 }
 
 /// The `receive` handle: yields the client's events in order.
+///
+/// `Send` and `Sync`: only `&mut self` reaches the source, so a context that owns a receiver
+/// can lend `&self` to futures that cross threads.
 pub struct Receiver {
     source: Source,
 }
 
 enum Source {
-    Owned(Box<dyn ReceiveSource>),
+    /// Behind a mutex only so that the receiver is `Sync` (a `ReceiveSource` need only be
+    /// `Send`); it is reached with `get_mut`, which takes no lock.
+    Owned(std::sync::Mutex<Box<dyn ReceiveSource>>),
     Shared(Arc<dyn SharedReceiveSource>),
 }
 
@@ -110,7 +115,7 @@ impl Receiver {
     /// A receiver reading from `source`.
     pub fn new(source: impl ReceiveSource) -> Self {
         Self {
-            source: Source::Owned(Box::new(source)),
+            source: Source::Owned(std::sync::Mutex::new(Box::new(source))),
         }
     }
 
@@ -147,7 +152,10 @@ impl Receiver {
 impl ReceiveSource for Receiver {
     fn poll_receive(&mut self, cx: &mut Context<'_>) -> Poll<ReceiveEvent> {
         match &mut self.source {
-            Source::Owned(s) => s.poll_receive(cx),
+            Source::Owned(s) => s
+                .get_mut()
+                .unwrap_or_else(|e| e.into_inner())
+                .poll_receive(cx),
             Source::Shared(s) => s.poll_receive(cx),
         }
     }
@@ -262,6 +270,13 @@ mod tests {
                 None => Poll::Pending,
             }
         }
+    }
+
+    #[test]
+    fn handles_are_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<Receiver>();
+        check::<Sender>();
     }
 
     #[test]
