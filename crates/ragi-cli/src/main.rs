@@ -51,6 +51,16 @@ struct ProbeOpts {
         help_heading = "Probe"
     )]
     fail_startup: Option<String>,
+    /// Most lifecycle notices kept for `/connections` (the oldest are dropped first), so that
+    /// a long-running probe does not grow.
+    #[arg(
+        long,
+        env = "RAGI_NOTICES",
+        value_name = "N",
+        default_value = "10000",
+        help_heading = "Probe"
+    )]
+    notices: usize,
 }
 
 fn main() -> ExitCode {
@@ -64,6 +74,7 @@ fn run_probe(opts: ProbeOpts) -> ExitCode {
     let probe = Arc::new(probe::Probe::new(
         opts.fail_startup.clone(),
         !opts.no_lifecycle,
+        opts.notices,
     ));
     let mut run = Run::new(probe::ProbeApp(probe.clone()))
         .name("ragi")

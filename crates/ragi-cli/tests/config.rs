@@ -332,6 +332,11 @@ fn help_lists_every_option_with_its_variable() {
         "config",
         "no-lifecycle",
         "fail-startup",
+        "notices",
+        "request-head-timeout",
+        "min-request-rate",
+        "min-request-rate-grace",
+        "no-reset-timedout-connection",
     ] {
         assert!(
             options.iter().any(|o| o == want),

@@ -159,15 +159,41 @@ pub struct ServerArgs {
     #[arg(long, env = "RAGI_KEEPALIVE_TIMEOUT", value_name = "SECONDS", default_value = "60",
           value_parser = seconds, help_heading = "Timeouts")]
     pub keepalive_timeout: Duration,
-    /// Seconds a client may stall in the middle of a request: 408, then close (0 = off).
+    /// Seconds a client may stall (send nothing) in the middle of a request head or body: 408,
+    /// then close (0 = off).
     #[arg(long, env = "RAGI_REQUEST_TIMEOUT", value_name = "SECONDS", default_value = "30",
           value_parser = seconds, help_heading = "Timeouts")]
     pub request_timeout: Duration,
+    /// Seconds a request head may take from its first byte to its end, however steadily it
+    /// trickles in: 408, then close (0 = off).
+    #[arg(long, env = "RAGI_REQUEST_HEAD_TIMEOUT", value_name = "SECONDS", default_value = "60",
+          value_parser = seconds, help_heading = "Timeouts")]
+    pub request_head_timeout: Duration,
+    /// Least average rate, in bytes per second, at which a client must send a request head or
+    /// body once --min-request-rate-grace has passed (each byte buys 1/rate seconds more;
+    /// Apache's MinRate): 408, then close (0 = off). Time the server spends not reading,
+    /// because the app has not taken the body, does not count.
+    #[arg(long, env = "RAGI_MIN_REQUEST_RATE", value_name = "BYTES_PER_S", default_value = "500",
+          value_parser = int(0, u64::MAX), help_heading = "Timeouts")]
+    pub min_request_rate: u64,
+    /// Seconds a request head or body may take before --min-request-rate applies.
+    #[arg(long, env = "RAGI_MIN_REQUEST_RATE_GRACE", value_name = "SECONDS", default_value = "10",
+          value_parser = seconds, help_heading = "Timeouts")]
+    pub min_request_rate_grace: Duration,
     /// Seconds a client may leave response bytes untaken before the connection closes
     /// (0 = off).
     #[arg(long, env = "RAGI_WRITE_TIMEOUT", value_name = "SECONDS", default_value = "30",
           value_parser = seconds, help_heading = "Timeouts")]
     pub write_timeout: Duration,
+    /// Close timed-out connections (write, request, idle and keep-alive timeouts, the shutdown
+    /// deadline) gracefully instead of resetting them. A graceful close keeps the socket and
+    /// its unsent bytes in the kernel (FIN-WAIT-1) for minutes; the default reset (SO_LINGER
+    /// 0) frees them at once.
+    #[arg(long, env = "RAGI_NO_RESET_TIMEDOUT_CONNECTION", value_name = "BOOL",
+          default_value = "false", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", action = ArgAction::Set, value_parser = boolean,
+          help_heading = "Timeouts")]
+    pub no_reset_timedout_connection: bool,
     /// Seconds graceful shutdown waits for in-flight requests before aborting them.
     #[arg(long, env = "RAGI_SHUTDOWN_TIMEOUT", value_name = "SECONDS", default_value = "30",
           value_parser = seconds, help_heading = "Timeouts")]
@@ -286,7 +312,11 @@ impl ServerArgs {
             idle_timeout: off_if_zero(self.idle_timeout),
             keepalive_timeout: off_if_zero(self.keepalive_timeout),
             request_timeout: off_if_zero(self.request_timeout),
+            request_head_timeout: off_if_zero(self.request_head_timeout),
+            min_request_rate: (self.min_request_rate > 0).then_some(self.min_request_rate),
+            min_request_rate_grace: self.min_request_rate_grace,
             write_timeout: off_if_zero(self.write_timeout),
+            reset_timedout_connection: !self.no_reset_timedout_connection,
             sse_idle_timeout: off_if_zero(self.sse_idle_timeout),
             ws_idle_timeout: off_if_zero(self.ws_idle_timeout),
             ws_max_message_size: self.ws_max_message_size as usize,
@@ -487,6 +517,10 @@ mod tests {
         assert_eq!(c.idle_timeout, d.idle_timeout);
         assert_eq!(c.keepalive_timeout, d.keepalive_timeout);
         assert_eq!(c.request_timeout, d.request_timeout);
+        assert_eq!(c.request_head_timeout, d.request_head_timeout);
+        assert_eq!(c.min_request_rate, d.min_request_rate);
+        assert_eq!(c.min_request_rate_grace, d.min_request_rate_grace);
+        assert_eq!(c.reset_timedout_connection, d.reset_timedout_connection);
         assert_eq!(c.write_timeout, d.write_timeout);
         assert_eq!(c.max_body_size, d.max_body_size);
         assert_eq!(c.max_header_size, d.max_header_size);
