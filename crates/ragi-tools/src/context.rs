@@ -214,6 +214,16 @@ pub trait Context {
     fn tls(&self) -> Option<&TlsInfo> {
         self.scope().extensions.tls.as_deref()
     }
+
+    /// The request's cookies (every `Cookie` header; the first occurrence of a name wins).
+    fn cookies(&self) -> crate::request::Cookies {
+        crate::request::Cookies::from_headers(self.headers())
+    }
+
+    /// The value of cookie `name` (its first occurrence).
+    fn cookie(&self, name: &str) -> Option<String> {
+        crate::request::cookies::cookie(self.headers(), name)
+    }
 }
 
 /// The context of an HTTP request. See the [module documentation](self).
@@ -225,19 +235,7 @@ pub struct HttpContext {
     scope: Scope,
     receive: Receiver,
     responder: Responder,
-    pub(crate) body: BodyProgress,
-}
-
-/// How much of the request body the helpers consumed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) enum BodyProgress {
-    /// Nothing read yet.
-    #[default]
-    Unread,
-    /// Some pieces read.
-    Reading,
-    /// The last piece was read.
-    Done,
+    pub(crate) body: crate::request::body::BodyState,
 }
 
 impl std::fmt::Debug for HttpContext {
@@ -270,7 +268,7 @@ impl HttpContext {
             scope,
             receive,
             responder,
-            body: BodyProgress::Unread,
+            body: Default::default(),
         }
     }
 
@@ -325,14 +323,12 @@ impl HttpContext {
     /// The next raw event from the client (body pieces, then `Disconnect` if the client
     /// leaves). After a body helper consumed the body, this still yields the `Disconnect`.
     pub async fn receive(&mut self) -> ReceiveEvent {
-        let event = self.receive.receive().await;
-        if let ReceiveEvent::Request { more, .. } = &event {
-            self.body = if *more {
-                BodyProgress::Reading
-            } else {
-                BodyProgress::Done
-            };
+        // A body reader that met the client's departure took the event: give it again.
+        if let Some(event) = self.body.taken_disconnect() {
+            return event;
         }
+        let event = self.receive.receive().await;
+        self.body.observe(&event);
         event
     }
 

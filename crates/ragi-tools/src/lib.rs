@@ -65,6 +65,9 @@ pub mod test;
 #[cfg(feature = "tower")]
 pub mod tower;
 pub mod ws;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub use request::fuzz as __fuzz;
 
 /// The names most handlers need: `use ragi_tools::prelude::*;`.
 pub mod prelude {
@@ -82,7 +85,7 @@ pub use context::{Context, HandlerResult, HttpContext, Params};
 pub use error::{Error, ErrorKind, Result};
 pub use handler::{handler, Handler, HandlerApp};
 pub use layer::{AppExt, Layer, SharedApp, Stack};
-pub use request::Query;
+pub use request::{BodyLimits, Cookies, MultipartForm, MultipartLimits, Query};
 pub use response::{BodyWriter, Html, IntoResponse, Json, Responder, Response};
 pub use router::Router;
 pub use sse::{SseContext, SseEndpoint, SseSender};
