@@ -44,6 +44,7 @@
 //! * `tower` (feature `tower`) — any tower `Service`, an axum `Router` in particular, as a ragi app.
 #![deny(missing_docs)]
 
+pub mod channels;
 pub mod context;
 pub mod error;
 pub mod handler;
