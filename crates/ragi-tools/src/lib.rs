@@ -49,6 +49,7 @@ pub mod context;
 pub mod error;
 pub mod handler;
 pub mod layer;
+pub mod pubsub;
 pub mod request;
 pub mod response;
 pub mod sse;
