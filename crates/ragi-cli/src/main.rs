@@ -42,6 +42,10 @@ struct ProbeOpts {
     /// for testing deployments' failure handling.
     #[arg(long, value_name = "MESSAGE")]
     fail_startup: Option<String>,
+    /// Most lifecycle notices kept for `/connections` (the oldest are dropped first), so that
+    /// a long-running probe does not grow.
+    #[arg(long, value_name = "N", default_value = "10000")]
+    notices: usize,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -69,12 +73,32 @@ struct ServerOpts {
     /// Seconds a kept-alive connection may idle between requests (0 = off).
     #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = seconds)]
     keepalive_timeout: Duration,
-    /// Seconds a client may stall in the middle of a request: 408, then close (0 = off).
+    /// Seconds a client may stall (send nothing) in the middle of a request head or body: 408,
+    /// then close (0 = off).
     #[arg(long, value_name = "SECONDS", default_value = "30", value_parser = seconds)]
     request_timeout: Duration,
+    /// Seconds a request head may take from its first byte to its end, however steadily it
+    /// trickles in: 408, then close (0 = off).
+    #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = seconds)]
+    request_head_timeout: Duration,
+    /// Least average rate, in bytes per second, at which a client must send a request head or
+    /// body once --min-request-rate-grace has passed (each byte buys 1/rate seconds more;
+    /// Apache's MinRate): 408, then close (0 = off). Time the server spends not reading, because
+    /// the app has not taken the body, does not count.
+    #[arg(long, value_name = "BYTES_PER_S", default_value = "500")]
+    min_request_rate: u64,
+    /// Seconds a request head or body may take before --min-request-rate applies.
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = seconds)]
+    min_request_rate_grace: Duration,
     /// Seconds a client may leave response bytes untaken before the connection closes (0 = off).
     #[arg(long, value_name = "SECONDS", default_value = "30", value_parser = seconds)]
     write_timeout: Duration,
+    /// Close timed-out connections (write, request, idle and keep-alive timeouts, the shutdown
+    /// deadline) gracefully instead of resetting them. A graceful close keeps the socket and
+    /// its unsent bytes in the kernel (FIN-WAIT-1) for minutes; the default reset (SO_LINGER 0)
+    /// frees them at once.
+    #[arg(long)]
+    no_reset_timedout_connection: bool,
     /// Seconds an SSE stream may go without an event before it is ended (HTTP/2: that stream
     /// only; HTTP/1.1: the connection). 0 = off.
     #[arg(long, value_name = "SECONDS", default_value = "0", value_parser = seconds)]
@@ -173,7 +197,11 @@ impl ServerOpts {
         c.idle_timeout = off_if_zero(self.idle_timeout);
         c.keepalive_timeout = off_if_zero(self.keepalive_timeout);
         c.request_timeout = off_if_zero(self.request_timeout);
+        c.request_head_timeout = off_if_zero(self.request_head_timeout);
+        c.min_request_rate = (self.min_request_rate > 0).then_some(self.min_request_rate);
+        c.min_request_rate_grace = self.min_request_rate_grace;
         c.write_timeout = off_if_zero(self.write_timeout);
+        c.reset_timedout_connection = !self.no_reset_timedout_connection;
         c.sse_idle_timeout = off_if_zero(self.sse_idle_timeout);
         c.ws_idle_timeout = off_if_zero(self.ws_idle_timeout);
         c.ws_max_message_size = self.ws_max_message_size as usize;
@@ -229,6 +257,7 @@ async fn run_probe(popts: ProbeOpts) -> ExitCode {
     let probe = Arc::new(probe::Probe::new(
         popts.fail_startup.clone(),
         !popts.no_lifecycle,
+        popts.notices,
     ));
     let tls = match opts.tls() {
         Ok(t) => t,

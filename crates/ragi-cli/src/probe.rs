@@ -10,7 +10,9 @@
 //! | any method `/echo` | 200, streams the request body back as it arrives |
 //! | `GET /stream/{tag}?chunks=N&bytes=B&interval_ms=M` | N chunks of B bytes, M ms apart; records how it ended |
 //! | `GET /observed/{tag}?wait_ms=W` | 200 JSON `{"tag", "reason", "after_ms", "completed"}`, waiting up to W ms for the request to end; 404 for an unknown tag |
-//! | `GET /connections` | 200 JSON array of lifecycle notices, oldest first |
+//! | `GET /connections` | 200 JSON array of lifecycle notices, oldest first (at most `--notices`) |
+//! | any method `/request` | 200 JSON: the request as the app sees it (`method`, `path`, `raw_path`, `query`, `http_version`, `host`, `headers`) |
+//! | any method `/panic?when=W` | panics: `before` responding (500), `after` the response started (aborted), in an on_disconnect `callback` (held until the client leaves), in an on_`complete` callback (after a 200) |
 //! | `GET /sse/{tag}?interval_ms=M&count=N&keepalive_ms=K` (`accept: text/event-stream`) | N events with ids 1..N, M ms apart (0: until the client leaves), a keep-alive comment every K ms; with `last-event-id: L`, ids L+1..N; recorded |
 //! | WebSocket `/ws/echo[/{tag}]` and `/` | accepts and echoes text and binary messages; recorded when tagged |
 //! | WebSocket `/ws/hold/{tag}` | accepts, then never reads; recorded |
@@ -38,9 +40,6 @@ use ragi_server::lifecycle::{Accepted, Closed, LifecycleListener, Upgraded};
 use serde_json::json;
 use tokio::sync::Notify;
 
-/// Most lifecycle notices kept (oldest dropped first).
-const MAX_NOTICES: usize = 100_000;
-
 #[derive(Clone, Debug)]
 struct Outcome {
     reason: Option<DisconnectReason>,
@@ -61,18 +60,22 @@ pub struct Probe {
     notices: Mutex<std::collections::VecDeque<serde_json::Value>>,
     fail_startup: Option<String>,
     lifecycle: bool,
+    /// Most lifecycle notices kept (the oldest dropped first).
+    max_notices: usize,
 }
 
 impl Probe {
     /// A probe; `fail_startup` makes lifespan start-up fail with that message; `lifecycle`
-    /// says whether its listener is installed (`/connections` answers 404 without it).
-    pub fn new(fail_startup: Option<String>, lifecycle: bool) -> Self {
+    /// says whether its listener is installed (`/connections` answers 404 without it);
+    /// `max_notices` bounds the lifecycle notices kept.
+    pub fn new(fail_startup: Option<String>, lifecycle: bool, max_notices: usize) -> Self {
         Self {
             tags: Mutex::default(),
             changed: Notify::new(),
             notices: Mutex::default(),
             fail_startup,
             lifecycle,
+            max_notices,
         }
     }
 
@@ -155,8 +158,11 @@ impl Probe {
     }
 
     fn notice(&self, v: serde_json::Value) {
+        if self.max_notices == 0 {
+            return;
+        }
         let mut n = self.notices.lock().unwrap();
-        if n.len() >= MAX_NOTICES {
+        if n.len() >= self.max_notices {
             n.pop_front();
         }
         n.push_back(v);
@@ -496,6 +502,45 @@ pub async fn app(
                     }
                     respond(&send, 200, "application/json", v.to_string()).await
                 }
+            }
+        }
+        ("request", None) => {
+            let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+            let headers: Vec<serde_json::Value> = scope
+                .headers
+                .iter()
+                .map(|(n, v)| json!([text(n), text(v)]))
+                .collect();
+            let v = json!({
+                "method": scope.method.as_str(), "path": path, "raw_path": text(&scope.raw_path),
+                "query": text(&scope.query_string), "http_version": scope.http_version.as_str(),
+                "host": scope.headers.get_str("host"), "headers": headers,
+            });
+            respond(&send, 200, "application/json", v.to_string()).await
+        }
+        ("panic", None) => {
+            let when = query_param::<String>(&scope, "when").unwrap_or_default();
+            match when.as_str() {
+                "after" => {
+                    send.send(SendEvent::response_start(200, Headers::new()))
+                        .await?;
+                    send.send(SendEvent::body_chunk("started")).await?;
+                    panic!("the probe panics after its response started");
+                }
+                "callback" => {
+                    scope.connection().on_disconnect(|_| {
+                        panic!("the probe's on_disconnect callback panics");
+                    });
+                    scope.connection().disconnected().await;
+                    Ok(())
+                }
+                "complete" => {
+                    scope.connection().on_complete(|| {
+                        panic!("the probe's on_complete callback panics");
+                    });
+                    respond(&send, 200, "text/plain", "complete").await
+                }
+                _ => panic!("the probe panics before responding"),
             }
         }
         ("connections", None) if probe.lifecycle => {

@@ -218,3 +218,42 @@ fn last_event_id_resumes_the_stream() {
         "data: event 3\nid: 3\n\ndata: event 4\nid: 4\n\n"
     );
 }
+
+/// `Accept: text/event-stream;q=0` says "anything but an event stream" (RFC 9110 §12.4.2): the
+/// server makes a plain `http` scope, so the probe's HTTP side answers (its 404 for `/sse/...`),
+/// where any q above zero gets the `sse` scope and the stream.
+#[test]
+fn an_accept_that_refuses_event_streams_makes_an_http_scope() {
+    let s = Server::start(&[]);
+    let get = |accept: &str| {
+        let mut c = s.connect();
+        c.send(format!(
+            "GET /sse/q?count=1&interval_ms=1 HTTP/1.1\r\nHost: {}\r\nAccept: {accept}\r\n\r\n",
+            s.hostport()
+        ));
+        c.read_response()
+    };
+    for accept in [
+        "text/event-stream;q=0",
+        "application/json, text/event-stream; q=0.000",
+        "TEXT/EVENT-STREAM;Q=0",
+    ] {
+        let r = get(accept);
+        assert_eq!(r.status, 404, "{accept}");
+        assert_eq!(r.header("content-type"), Some("text/plain"), "{accept}");
+        assert_eq!(r.body, b"Not Found", "{accept}");
+    }
+    for accept in [
+        "text/event-stream",
+        "application/json;q=0.9, text/event-stream;q=0.5",
+    ] {
+        let r = get(accept);
+        assert_eq!(r.status, 200, "{accept}");
+        assert_eq!(
+            r.header("content-type"),
+            Some("text/event-stream"),
+            "{accept}"
+        );
+        assert_eq!(r.body, b"data: event 1\nid: 1\n\n", "{accept}");
+    }
+}

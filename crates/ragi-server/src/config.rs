@@ -24,12 +24,32 @@ pub struct Config {
     /// Between requests on a kept-alive connection (reason `keepalive_timeout`). Default 60 s.
     pub keepalive_timeout: Option<Duration>,
     /// The client stalls in the middle of a request: no byte for this long while the server
-    /// waits for the head or the body, or a head not complete this long after its first byte.
-    /// 408 if no response started, then close (reason `client_timeout`). Default 30 s.
+    /// waits for the head or the body. 408 if no response started, then close (reason
+    /// `client_timeout`). Default 30 s. See also [`Config::request_head_timeout`] and
+    /// [`Config::min_request_rate`], which end a head or body that trickles in.
     pub request_timeout: Option<Duration>,
+    /// A request head must be complete this long after its first byte, however steadily it
+    /// trickles in: 408, then close (reason `client_timeout`). Default 60 s.
+    pub request_head_timeout: Option<Duration>,
+    /// The least average rate, bytes per second, at which a client must send a request head or
+    /// body once [`Config::min_request_rate_grace`] has passed (Apache's mod_reqtimeout
+    /// `MinRate`): each byte buys `1 / rate` seconds beyond the grace. Below it, 408 if no
+    /// response started, then close (reason `client_timeout`). Time while the server does not
+    /// read (the app has not taken the body read ahead) does not count. `None` is off.
+    /// Default 500 bytes/s.
+    pub min_request_rate: Option<u64>,
+    /// How long a head or body may take before [`Config::min_request_rate`] applies. Default
+    /// 10 s.
+    pub min_request_rate_grace: Duration,
     /// The client does not take response bytes for this long (reason `write_timeout`).
     /// Default 30 s.
     pub write_timeout: Option<Duration>,
+    /// Reset connections that time out (`write_timeout`, `client_timeout`, `idle_timeout`,
+    /// `keepalive_timeout`, the shutdown deadline) with `SO_LINGER` 0 instead of closing them
+    /// gracefully, as nginx's `reset_timedout_connection`: the kernel frees the socket and its
+    /// unsent data at once instead of keeping them in FIN-WAIT-1 for minutes. A `client_timeout`
+    /// still sends its 408 and lingers for the client's close first. On by default.
+    pub reset_timedout_connection: bool,
     /// Largest request body, bytes (413, reason `body_too_large`). Default 10 MB.
     pub max_body_size: u64,
     /// Longest request line, bytes (414). Default 8 KiB.
@@ -89,7 +109,11 @@ impl Default for Config {
             idle_timeout: Some(Duration::from_secs(60)),
             keepalive_timeout: Some(Duration::from_secs(60)),
             request_timeout: Some(Duration::from_secs(30)),
+            request_head_timeout: Some(Duration::from_secs(60)),
+            min_request_rate: Some(500),
+            min_request_rate_grace: Duration::from_secs(10),
             write_timeout: Some(Duration::from_secs(30)),
+            reset_timedout_connection: true,
             max_body_size: 10_000_000,
             max_request_line: 8192,
             max_header_size: 8192,

@@ -587,7 +587,9 @@ pub(crate) fn run_app(ex: &Arc<Exchange>, mut fut: BoxFuture<'static, AppResult>
             conn.task_started();
             let ex = ex.clone();
             tokio::spawn(async move {
-                AppTask { fut, ex: Some(ex) }.await;
+                let id = conn.id.clone();
+                let task = AppTask { fut, ex: Some(ex) };
+                crate::shared::panics::OnConn { id, fut: task }.await;
                 conn.task_done();
             });
             return;

@@ -118,6 +118,51 @@ enum Wake {
     Timer,
 }
 
+/// The waker the driver's kept futures (the phase's change notice, the timer) are polled with.
+///
+/// The driver's wait is hand-written so that a turn does not poll (and re-register) futures
+/// whose registration still stands. But a registration stands only until its waker is called,
+/// and that is not always when the future is ready: a `watch` receiver's `changed()` is woken
+/// by a `send` that is still notifying when it registers (the value it already saw), and any
+/// tokio future out of coop budget returns `Pending` with a wake-up instead of registering. A
+/// turn that then skipped the future would never register it again: a lost wake-up (graceful
+/// shutdown's abort missed, a timer that never fires). So the kept futures are polled with
+/// this waker, which records that it was called before it wakes the task: the driver polls
+/// them again exactly then.
+#[derive(Default)]
+struct KeptWaker {
+    woken: std::sync::atomic::AtomicBool,
+    task: std::sync::Mutex<Option<std::task::Waker>>,
+}
+
+impl KeptWaker {
+    /// Wakes `waker` from now on.
+    fn set_task(&self, waker: &std::task::Waker) {
+        *self.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(waker.clone());
+    }
+
+    /// Whether the waker was called since the last time this said so.
+    fn take(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        self.woken.load(Ordering::Relaxed) && self.woken.swap(false, Ordering::AcqRel)
+    }
+}
+
+impl std::task::Wake for KeptWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        // Recorded before the task is woken: the poll that wake-up causes sees it.
+        self.woken.store(true, std::sync::atomic::Ordering::SeqCst);
+        let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(w) = task {
+            w.wake();
+        }
+    }
+}
+
 pub(crate) struct Driver {
     io: TcpStream,
     srv: Arc<ServerShared>,
@@ -167,6 +212,14 @@ pub(crate) struct Driver {
     last_done: Instant,
     head_started: Option<Instant>,
     shutting_down: bool,
+    /// The current minimum-rate window (see [`Config::min_request_rate`]): what is awaited
+    /// (the request count, and whether a head, a body or a drain), since when, and `bytes_in`
+    /// then.
+    ///
+    /// [`Config::min_request_rate`]: crate::Config::min_request_rate
+    rate_window: Option<((u64, u8), Instant, u64)>,
+    /// The connection timed out: reset it rather than close it gracefully (when configured).
+    reset_on_close: bool,
     /// A WebSocket handshake arrived: once the output is written, the connection leaves this
     /// driver for [`crate::ws`].
     upgrade: Option<(RequestHead, String)>,
@@ -243,6 +296,8 @@ impl Driver {
             last_done: now,
             head_started: None,
             shutting_down: false,
+            rate_window: None,
+            reset_on_close: false,
             upgrade: None,
         }
     }
@@ -278,15 +333,18 @@ impl Driver {
         if *self.phase.borrow() != Phase::Running {
             self.on_phase();
         }
-        // The phase's change notice, kept across turns (see `poll_phase`).
+        // The phase's change notice and the timer are kept across turns and polled through
+        // `kept`'s waker, so that a turn polls them only when that waker was called (or the
+        // phase moved, or the timer was reset): see `KeptWaker`.
         let mut phase_wait = std::pin::pin!(Some(wait_phase(self.phase.clone())));
-        let mut phase_waker: Option<std::task::Waker> = None;
+        let kept = Arc::new(KeptWaker::default());
+        let kept_waker = std::task::Waker::from(kept.clone());
+        // The task's waker as `kept` last stored it.
+        let mut task_waker: Option<std::task::Waker> = None;
+        let mut phase_dirty = true;
+        let mut sleep_dirty = false;
         // The waker registered with the connection's `DriverWake` (see `poll_notified_with`).
         let mut wake_waker: Option<std::task::Waker> = None;
-        // The waker the sleep was last polled with since it was last reset: while it stands,
-        // the timer wakes this task when it fires, and polling it again (an atomic waker
-        // registration each time) is needed only once it has elapsed.
-        let mut sleep_waker: Option<std::task::Waker> = None;
         loop {
             // Make every step possible without waiting.
             loop {
@@ -320,6 +378,7 @@ impl Driver {
                 continue;
             }
             let interest = self.interest();
+            self.update_rate_window();
             let deadline = self.deadline();
 
             // Re-arm only when the deadline moves earlier: a timer that fires early just
@@ -329,7 +388,7 @@ impl Driver {
                 (Some((at, _)), _) => {
                     armed = Some(at);
                     sleep.as_mut().reset(at.into());
-                    sleep_waker = None;
+                    sleep_dirty = true;
                 }
                 (None, _) => {}
             }
@@ -350,38 +409,42 @@ impl Driver {
                 {
                     return Poll::Ready(Wake::Notified);
                 }
+                // The kept futures. Their waker wakes this task's current one.
+                if !task_waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    kept.set_task(cx.waker());
+                    task_waker = Some(cx.waker().clone());
+                }
+                if kept.take() {
+                    phase_dirty = true;
+                    sleep_dirty = true;
+                }
+                let mut kept_cx = Context::from_waker(&kept_waker);
                 // A shutdown phase: `self.phase` says whether it moved (one atomic load); the
-                // kept `changed()` future, polled only when it did or the waker changed, is
-                // what wakes this task.
+                // kept `changed()` future is polled when it did, or when its waker was called
+                // (a watch may wake it without a new value: a `send` still notifying, or no
+                // coop budget left), so that it registers again.
                 let moved = matches!(self.phase.has_changed(), Ok(true));
-                if moved
-                    || !phase_waker
-                        .as_ref()
-                        .is_some_and(|w| w.will_wake(cx.waker()))
-                {
+                if moved || phase_dirty {
+                    phase_dirty = false;
                     while let Some(fut) = phase_wait.as_mut().as_pin_mut() {
-                        match fut.poll(cx) {
+                        match fut.poll(&mut kept_cx) {
                             Poll::Ready(Some(rx)) => phase_wait.set(Some(wait_phase(rx))),
                             // The sender is gone: the phase never changes again.
                             Poll::Ready(None) => phase_wait.set(None),
                             Poll::Pending => break,
                         }
                     }
-                    phase_waker = Some(cx.waker().clone());
                 }
                 if moved {
                     return Poll::Ready(Wake::Phase);
                 }
-                if armed.is_some()
-                    && (sleep.is_elapsed()
-                        || !sleep_waker
-                            .as_ref()
-                            .is_some_and(|w| w.will_wake(cx.waker())))
-                {
-                    if sleep.as_mut().poll(cx).is_ready() {
+                // The timer, likewise: polled after a reset or a call of its waker (it fired,
+                // or it could not register for want of coop budget).
+                if armed.is_some() && sleep_dirty {
+                    sleep_dirty = false;
+                    if sleep.as_mut().poll(&mut kept_cx).is_ready() {
                         return Poll::Ready(Wake::Timer);
                     }
-                    sleep_waker = Some(cx.waker().clone());
                 }
                 Poll::Pending
             })
@@ -1252,7 +1315,15 @@ impl Driver {
         conn.task_started();
         tokio::spawn(async move {
             let fut = std::panic::AssertUnwindSafe(hook(report));
-            let _ = crate::shared::CatchUnwind(Box::pin(fut)).await;
+            let id = conn.id.clone();
+            let caught = crate::shared::panics::OnConn {
+                id,
+                fut: crate::shared::CatchUnwind(Box::pin(fut)),
+            }
+            .await;
+            if let Err(e) = caught {
+                tracing::error!(conn = %conn.id, error = %e, "the error hook panicked (contained)");
+            }
             conn.task_done();
         });
     }
@@ -1308,6 +1379,14 @@ impl Driver {
             return best;
         }
         consider(self.conn.close_deadline(), Timer::CloseRequest);
+        // Bytes of a head or body arriving below the minimum rate (see `update_rate_window`).
+        if let (Some((_, since, base)), Some(rate)) = (self.rate_window, cfg.min_request_rate) {
+            let bought = Duration::from_secs_f64((self.bytes_in - base) as f64 / rate as f64);
+            consider(
+                Some(since + bought.max(cfg.min_request_rate_grace)),
+                Timer::Read,
+            );
+        }
         if let Some(a) = &self.cur {
             if !a.decoder.is_done() && self.may_read() && !self.read_eof {
                 consider(
@@ -1320,7 +1399,7 @@ impl Driver {
         } else if self.pending.is_empty() && self.wq.is_empty() {
             if let Some(start) = self.head_started {
                 let stall = plus(self.last_read, cfg.request_timeout);
-                let whole = plus(start, cfg.request_timeout.map(|d| d * 2));
+                let whole = plus(start, cfg.request_head_timeout);
                 consider(stall, Timer::Read);
                 consider(whole, Timer::Read);
             } else if self.requests == 0 {
@@ -1335,7 +1414,39 @@ impl Driver {
         best
     }
 
+    /// Starts, keeps or ends the minimum-rate window: open while the driver waits for the
+    /// bytes of a head, a body or a body it discards, and reads; a new one for each of them.
+    fn update_rate_window(&mut self) {
+        if self.srv.cfg.min_request_rate.is_none() || self.closing.is_some() || self.read_eof {
+            self.rate_window = None;
+            return;
+        }
+        let awaited = match &self.cur {
+            Some(a) if !a.decoder.is_done() && self.may_read() => Some(1),
+            Some(_) => None,
+            None if self.draining.is_some() => Some(2),
+            None if self.head_started.is_some()
+                && self.pending.is_empty()
+                && self.wq.is_empty() =>
+            {
+                Some(0)
+            }
+            None => None,
+        };
+        match awaited {
+            None => self.rate_window = None,
+            Some(what) => {
+                let key = (self.requests, what);
+                if self.rate_window.is_none_or(|(k, _, _)| k != key) {
+                    self.rate_window = Some((key, Instant::now(), self.bytes_in));
+                }
+            }
+        }
+    }
+
     fn on_timer(&mut self, which: Timer) {
+        // Every timer but the linger ends a connection that timed out.
+        self.reset_on_close = !matches!(which, Timer::Linger) || self.reset_on_close;
         match which {
             Timer::Idle => self.close_now(Some(DisconnectReason::IdleTimeout)),
             Timer::Keepalive => self.close_now(Some(DisconnectReason::KeepaliveTimeout)),
@@ -1378,6 +1489,7 @@ impl Driver {
             }
             Phase::Abort => {
                 self.shutting_down = true;
+                self.reset_on_close = true;
                 self.abort_all(DisconnectReason::ServerShutdown);
                 self.close_now(Some(DisconnectReason::ServerShutdown));
             }
@@ -1406,6 +1518,15 @@ impl Driver {
         if self.cur.is_some() || !self.pending.is_empty() {
             let reason = self.reason.clone().unwrap_or(DisconnectReason::ServerError);
             self.abort_all(reason);
+        }
+        // A timed-out connection is reset: the kernel drops it and whatever it still holds
+        // for the client at once. Not when the client closed cleanly meanwhile (a
+        // `client_timeout` whose 408 it read) and nothing is left to send.
+        if self.reset_on_close
+            && self.srv.cfg.reset_timedout_connection
+            && !(self.read_eof && self.wq.is_empty())
+        {
+            let _ = socket2::SockRef::from(&self.io).set_linger(Some(Duration::ZERO));
         }
         H1End::Closed(Closed {
             id: self.conn.id.clone(),
@@ -1508,4 +1629,44 @@ async fn write_all(io: &TcpStream, mut data: &[u8]) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tokio future out of coop budget returns `Pending` without registering and calls its
+    /// waker instead: through `KeptWaker` the driver learns it must poll it again.
+    #[tokio::test]
+    async fn a_kept_future_that_could_not_register_is_polled_again() {
+        let kept = Arc::new(KeptWaker::default());
+        let kept_waker = std::task::Waker::from(kept.clone());
+        let mut sleep = Box::pin(tokio::time::sleep(Duration::from_millis(1)));
+        let mut turns = 0;
+        std::future::poll_fn(|cx| {
+            turns += 1;
+            kept.set_task(cx.waker());
+            let mut kept_cx = Context::from_waker(&kept_waker);
+            if turns == 1 {
+                assert!(!kept.take());
+                // Spend the task's budget.
+                while tokio::task::coop::has_budget_remaining() {
+                    let spend = std::pin::pin!(tokio::task::coop::consume_budget());
+                    let _ = spend.poll(cx);
+                }
+                assert!(sleep.as_mut().poll(&mut kept_cx).is_pending());
+                return Poll::Pending;
+            }
+            // Polled again because the kept waker was called (nothing else could wake us).
+            if turns == 2 {
+                assert!(kept.take(), "the kept waker was called");
+            }
+            sleep.as_mut().poll(&mut kept_cx)
+        })
+        .await;
+        assert!(
+            turns >= 3,
+            "registered on the second turn, ready on a later one"
+        );
+    }
 }

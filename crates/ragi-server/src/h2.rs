@@ -1515,7 +1515,9 @@ impl StreamDriver {
         let conn = self.shared.ctx.conn.clone();
         conn.task_started();
         tokio::spawn(async move {
-            let _ = CatchUnwind(hook(report)).await;
+            if let Err(e) = CatchUnwind(hook(report)).await {
+                tracing::error!(conn = %conn.id, error = %e, "the error hook panicked (contained)");
+            }
             conn.task_done();
         });
     }

@@ -892,6 +892,61 @@ fn huffman_len(src: &[u8]) -> Option<usize> {
     (bits < 8 && code == (1u32 << bits) - 1).then_some(n)
 }
 
+/// The check for the fuzz crate (see [`crate::fuzz`]).
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzz {
+    use std::sync::Arc;
+
+    /// The frame check over a client's byte stream (preface included).
+    #[derive(Debug)]
+    pub struct FrameCheck(super::FrameCheck, Arc<super::Signals>);
+
+    impl Default for FrameCheck {
+        fn default() -> Self {
+            let signals = Arc::new(super::Signals::default());
+            Self(super::FrameCheck::new(signals.clone()), signals)
+        }
+    }
+
+    impl FrameCheck {
+        /// Walks the next bytes. `Err(n)`: a violation; only the first `n` of them may pass.
+        pub fn scan(&mut self, bytes: &[u8]) -> Result<(), usize> {
+            self.0.scan(bytes)
+        }
+
+        /// The error code of the violation found, if any.
+        pub fn violation(&self) -> Option<u32> {
+            self.1.violation().map(u32::from)
+        }
+
+        /// Whether the client's GOAWAY was seen (reported once).
+        pub fn take_goaway(&self) -> bool {
+            self.1.take_goaway()
+        }
+
+        /// Whether the check gave up (`h2` judges what follows).
+        pub fn is_off(&self) -> bool {
+            self.0.off
+        }
+
+        /// The ended client streams, as sorted inclusive ranges of odd ids.
+        pub fn ended(&self) -> &[(u32, u32)] {
+            &self.0.ended.ranges
+        }
+
+        /// The highest client stream id opened.
+        pub fn max_opened(&self) -> u32 {
+            self.0.max_opened
+        }
+    }
+
+    impl std::fmt::Debug for super::FrameCheck {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("FrameCheck").finish_non_exhaustive()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -45,7 +45,10 @@ mod ws;
 
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
-pub use proto::ws::fuzz as __fuzz;
+pub mod fuzz;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub use fuzz as __fuzz;
 
 pub use config::{AccessLogFormat, Config};
 pub use error::Error;

@@ -58,6 +58,9 @@ impl SendSink for Sink {
     }
 }
 
+/// How long shut-down waits for the lifespan app to return after it answered.
+const RETURN_GRACE: Duration = Duration::from_secs(1);
+
 /// A running lifespan call.
 pub(crate) struct Lifespan {
     tx: mpsc::UnboundedSender<ReceiveEvent>,
@@ -109,25 +112,44 @@ pub(crate) async fn startup(
 }
 
 impl Lifespan {
-    /// Runs shut-down, waiting at most `timeout`.
+    /// Runs shut-down, waiting at most `timeout` for the app's answer, and then up to
+    /// [`RETURN_GRACE`] (within the same deadline) for the app call to return, so that what it
+    /// does after `ShutdownComplete` (closing a pool, flushing a log) finishes before the
+    /// server does.
     pub(crate) async fn shutdown(mut self, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
         let _ = self.tx.send(ReceiveEvent::Shutdown);
-        let wait = async {
+        let answered = async {
             loop {
                 match self.rx.recv().await {
-                    Some(Said::Event(SendEvent::ShutdownComplete)) | None => return,
+                    Some(Said::Event(SendEvent::ShutdownComplete)) => return false,
                     Some(Said::Event(SendEvent::ShutdownFailed { message })) => {
                         tracing::error!(%message, "lifespan shut-down failed");
                         eprintln!("lifespan shut-down failed: {message}");
-                        return;
+                        return false;
                     }
-                    Some(Said::Returned(_)) => return,
+                    Some(Said::Returned(_)) | None => return true,
                     Some(Said::Event(_)) => {}
                 }
             }
         };
-        if tokio::time::timeout(timeout, wait).await.is_err() {
-            tracing::warn!("lifespan shut-down did not answer in time");
+        let returned = match tokio::time::timeout_at(deadline, answered).await {
+            Ok(returned) => returned,
+            Err(_) => {
+                tracing::warn!("lifespan shut-down did not answer in time");
+                return;
+            }
+        };
+        if !returned {
+            let grace = deadline.min(tokio::time::Instant::now() + RETURN_GRACE);
+            let _ = tokio::time::timeout_at(grace, async {
+                while let Some(said) = self.rx.recv().await {
+                    if matches!(said, Said::Returned(_)) {
+                        return;
+                    }
+                }
+            })
+            .await;
         }
     }
 }

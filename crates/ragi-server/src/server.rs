@@ -291,6 +291,7 @@ impl BoundServer {
             on_ready,
             stats,
         } = self;
+        crate::shared::panics::install();
         let lifespan_state = State::default();
         let lifespan =
             crate::lifespan::startup(app.clone(), lifespan_state.clone(), server_state.clone())
@@ -480,7 +481,10 @@ async fn accept_loop(listener: TcpListener, mut ctx: AcceptCtx) {
         let shared = ctx.shared.clone();
         let live = ctx.live.clone();
         tokio::spawn(async move {
-            serve_connection(stream, shared, conn, id, peer, local).await;
+            // Its code (and the app's first polls, and callbacks) run as this connection's:
+            // a panic in them is logged with its id.
+            let fut = serve_connection(stream, shared, conn, id.clone(), peer, local);
+            crate::shared::panics::OnConn { id, fut }.await;
             live.dec();
         });
     }
@@ -586,12 +590,18 @@ async fn serve_connection(
         }
     };
     if let Some(l) = &shared.lifecycle {
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| l.closed(&closed))) {
+        match crate::shared::panics::catching(|| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| l.closed(&closed)))
+        }) {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
-                tracing::warn!(id = %closed.id, error = %e, "lifecycle listener failed at close")
+                tracing::warn!(conn = %closed.id, error = %e, "lifecycle listener failed at close")
             }
-            Err(_) => tracing::error!(id = %closed.id, "lifecycle listener panicked at close"),
+            Err(p) => tracing::error!(
+                conn = %closed.id,
+                error = %crate::shared::panic_message(&p),
+                "lifecycle listener panicked at close (contained)"
+            ),
         }
     }
     conn.task_done();
@@ -618,14 +628,20 @@ fn announce(
         protocol,
         handle: ConnectionHandle::new(conn.clone()),
     };
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| l.accepted(&notice))) {
+    match crate::shared::panics::catching(|| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| l.accepted(&notice)))
+    }) {
         Ok(Ok(())) => true,
         Ok(Err(e)) => {
-            tracing::debug!(%id, error = %e, "the lifecycle listener refused the connection");
+            tracing::debug!(conn = %id, error = %e, "the lifecycle listener refused the connection");
             false
         }
-        Err(_) => {
-            tracing::error!(%id, "the lifecycle listener panicked at accept; connection dropped");
+        Err(p) => {
+            tracing::error!(
+                conn = %id,
+                error = %crate::shared::panic_message(&p),
+                "the lifecycle listener panicked at accept (contained); connection dropped"
+            );
             false
         }
     }

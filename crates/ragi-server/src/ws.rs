@@ -991,7 +991,9 @@ impl<T: WsIo> Driver<T> {
         conn.task_started();
         tokio::spawn(async move {
             let fut = std::panic::AssertUnwindSafe(hook(report));
-            let _ = CatchUnwind(Box::pin(fut)).await;
+            if let Err(e) = CatchUnwind(Box::pin(fut)).await {
+                tracing::error!(conn = %conn.id, error = %e, "the error hook panicked (contained)");
+            }
             conn.task_done();
         });
     }

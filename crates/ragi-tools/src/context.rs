@@ -35,7 +35,10 @@ use crate::{Error, Response};
 /// them in the scope's stash; nested routers add theirs after their parents'.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Params {
-    list: Vec<(String, String)>,
+    /// Every value, one after the other (one allocation however many there are).
+    text: String,
+    /// Each name and where its value lies in `text`.
+    list: Vec<(Arc<str>, usize, usize)>,
 }
 
 impl Params {
@@ -44,9 +47,19 @@ impl Params {
         Self::default()
     }
 
+    /// Room for `n` parameters of `bytes` bytes in all.
+    pub fn with_capacity(n: usize, bytes: usize) -> Self {
+        Self {
+            text: String::with_capacity(bytes),
+            list: Vec::with_capacity(n),
+        }
+    }
+
     /// Adds a parameter (a later one of the same name wins in [`Params::get`]).
-    pub fn push(&mut self, name: impl Into<String>, value: impl Into<String>) {
-        self.list.push((name.into(), value.into()));
+    pub fn push(&mut self, name: impl Into<Arc<str>>, value: impl AsRef<str>) {
+        let start = self.text.len();
+        self.text.push_str(value.as_ref());
+        self.list.push((name.into(), start, self.text.len()));
     }
 
     /// The value of `name`.
@@ -54,13 +67,13 @@ impl Params {
         self.list
             .iter()
             .rev()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+            .find(|(n, _, _)| &**n == name)
+            .map(|&(_, s, e)| &self.text[s..e])
     }
 
     /// Every `(name, value)` in order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.list.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+        self.list.iter().map(|(n, s, e)| (&**n, &self.text[*s..*e]))
     }
 
     /// How many there are.
@@ -110,6 +123,24 @@ pub trait Context {
             .get(name)
             .and_then(|v| v.parse().ok())
             .ok_or_else(Error::not_found)
+    }
+
+    /// The path of the route named `name` (see [`crate::router`]): resolved against the router
+    /// that dispatched this request (then the routers that mounted it), under that router's
+    /// `root_path`, with `params` percent-encoded and `query` form-encoded. An error (500) when
+    /// no such route exists or the parameters do not fit its pattern.
+    fn url_for(
+        &self,
+        name: &str,
+        params: &[(&str, &str)],
+        query: &[(&str, &str)],
+    ) -> Result<String, Error> {
+        crate::router::url_for(self.scope(), name, params, query)
+    }
+
+    /// The route the router dispatched this request to (its full pattern and name).
+    fn matched_route(&self) -> Option<Arc<crate::router::MatchedRoute>> {
+        self.scope().stash.get()
     }
 
     /// The per-request stash.
@@ -316,13 +347,28 @@ impl HttpContext {
     }
 
     /// Sends `response` now. The handler may then return `()`.
-    pub async fn respond(&self, response: impl crate::IntoResponse) -> Result<(), Error> {
-        self.responder.send(response.into_response()).await
+    ///
+    /// The future does not borrow the context (which is not `Sync`: it holds the receive
+    /// handle), so a handler stays `Send` while it awaits it.
+    pub fn respond(
+        &self,
+        response: impl crate::IntoResponse,
+    ) -> impl std::future::Future<Output = Result<(), Error>> + Send + 'static {
+        let responder = self.responder.clone();
+        let response = response.into_response();
+        async move { responder.send(response).await }
     }
 
     /// Starts a streaming response: sends the head now and returns the body writer.
-    pub async fn stream(&self, status: u16, headers: Headers) -> Result<BodyWriter, Error> {
-        self.responder.start(status, headers, false).await
+    ///
+    /// The future does not borrow the context (see [`respond`](Self::respond)).
+    pub fn stream(
+        &self,
+        status: u16,
+        headers: Headers,
+    ) -> impl std::future::Future<Output = Result<BodyWriter, Error>> + Send + 'static {
+        let responder = self.responder.clone();
+        async move { responder.start(status, headers, false).await }
     }
 
     /// Whether the response was started (by this context's helpers).

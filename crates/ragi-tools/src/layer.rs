@@ -77,7 +77,9 @@ pub trait AppExt: App + Sized {
 
 impl<A: App> AppExt for A {}
 
-/// A pipeline of layers around an app, built in the order requests pass through them:
+/// A pipeline of layers around an app, built in the order requests pass through them, with
+/// apps mounted under prefixes beside the central one (PAGI's
+/// `builder { enable; enable_if; mount }`):
 ///
 /// ```
 /// use ragi_tools::{handler, HttpContext, Stack};
@@ -85,23 +87,52 @@ impl<A: App> AppExt for A {}
 /// # fn timing() -> impl Fn(SharedApp) -> SharedApp + Send + Sync + 'static { |a| a }
 /// # fn debug_page() -> impl Fn(SharedApp) -> SharedApp + Send + Sync + 'static { |a| a }
 /// async fn hello(_cx: HttpContext) -> &'static str { "Hello" }
+/// async fn api(_cx: HttpContext) -> &'static str { "API" }
 /// let development = cfg!(debug_assertions);
 /// let app = Stack::new()
 ///     .enable(timing())                        // runs first
 ///     .enable_if(development, debug_page())    // only when the condition holds
-///     .run(handler(hello));                    // the app at the centre
+///     .mount("/api", handler(api))             // /api and /api/... (root_path "/api")
+///     .run(handler(hello));                    // everything else, and the lifespan scope
 /// # let _ = app;
 /// ```
+///
+/// The layers wrap the mounts and the central app alike. Mounts follow the router's rules
+/// ([`Router::mount`](crate::router::Router::mount)): segment boundaries, the deepest prefix
+/// first, the prefix moved from `path` to `root_path`. The `lifespan` scope goes to the
+/// central app.
 #[derive(Default)]
 pub struct Stack {
     layers: Vec<Arc<dyn Layer>>,
+    mounts: Option<crate::router::Router>,
 }
 
 impl std::fmt::Debug for Stack {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Stack")
             .field("layers", &self.layers.len())
+            .field("mounts", &self.mounts)
             .finish()
+    }
+}
+
+/// The mounts of a [`Stack`] with its central app behind them.
+struct UrlMap {
+    mounts: crate::router::Router,
+    app: SharedApp,
+}
+
+impl App for UrlMap {
+    fn call(
+        &self,
+        scope: ragi::Scope,
+        receive: ragi::Receiver,
+        send: ragi::Sender,
+    ) -> ragi::BoxFuture<'static, ragi::AppResult> {
+        if scope.kind == ragi::ScopeKind::Lifespan {
+            return self.app.call(scope, receive, send);
+        }
+        self.mounts.call(scope, receive, send)
     }
 }
 
@@ -126,11 +157,30 @@ impl Stack {
         }
     }
 
+    /// Hands requests under `prefix` to `app` instead of the central app.
+    ///
+    /// # Panics
+    ///
+    /// On an invalid prefix or one already mounted.
+    pub fn mount(mut self, prefix: &str, app: impl App) -> Self {
+        let mounts = self.mounts.take().unwrap_or_default();
+        self.mounts = Some(mounts.mount(prefix, app));
+        self
+    }
+
     /// The pipeline around `app`.
     pub fn run(self, app: impl App) -> SharedApp {
+        let app: SharedApp = Arc::new(app);
+        let centre: SharedApp = match self.mounts {
+            Some(mounts) => Arc::new(UrlMap {
+                mounts: mounts.fallback(app.clone()),
+                app,
+            }),
+            None => app,
+        };
         self.layers
             .iter()
             .rev()
-            .fold(Arc::new(app) as SharedApp, |inner, l| l.layer(inner))
+            .fold(centre, |inner, l| l.layer(inner))
     }
 }

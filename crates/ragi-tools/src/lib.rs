@@ -37,33 +37,47 @@
 //! * [`request`] — query, cookies, body readers with limits, multipart;
 //! * [`response`] — [`Response`], [`IntoResponse`], streaming, files;
 //! * [`handler`](mod@handler) — `async fn`s of a context as apps;
+//! * [`router`] — one table for HTTP, WebSocket and SSE routes, mounts, groups, `url_for`;
+//! * [`endpoint`](mod@endpoint) — trait-based HTTP endpoints, one method per verb;
+//! * [`lifespan`] — start-up and shut-down hooks that build the shared state;
+//! * [`cancel`] — dropping an app's future the moment its client leaves;
 //! * [`layer`] — middleware composition: [`Layer`], `.layer(..)` on any app, [`Stack`];
 //! * [`error`] — the one [`Error`] type, rendered as the response it means;
+//! * [`test`] — the in-process test client ([`TestClient`](test::TestClient)): requests,
+//!   streams, WebSocket and SSE sessions, lifespan, and a client that leaves when you say;
 //! * [`ws`] — WebSocket sessions: [`WsContext`], `ws::handler`, [`WsEndpoint`];
 //! * [`sse`] — event streams: [`SseContext`] (also over a plain GET), `sse::handler`, [`SseEndpoint`];
+//! * [`channels`] — the channel layer (groups, bounded subscriber queues, gaps, presence);
+//! * [`pubsub`] — apps on it: SSE pub/sub, WebSocket broadcast and echo, a chat with presence;
 //! * `tower` (feature `tower`) — any tower `Service`, an axum `Router` in particular, as a ragi app.
 #![deny(missing_docs)]
 
+pub mod cancel;
 pub mod channels;
 pub mod context;
+pub mod endpoint;
 pub mod error;
 pub mod handler;
 pub mod layer;
+pub mod lifespan;
 pub mod pubsub;
 pub mod request;
 pub mod response;
+pub mod router;
 pub mod sse;
+pub mod test;
 #[cfg(feature = "tower")]
 pub mod tower;
 pub mod ws;
 
 /// The names most handlers need: `use ragi_tools::prelude::*;`.
 pub mod prelude {
-    pub use crate::context::{Context, HttpContext, Params};
+    pub use crate::context::{Context, HandlerResult, HttpContext, Params};
     pub use crate::error::{Error, ErrorKind};
     pub use crate::handler::handler;
     pub use crate::layer::{AppExt, Layer, SharedApp, Stack};
     pub use crate::response::{Html, IntoResponse, Json, Response};
+    pub use crate::router::{Route, Router};
     pub use crate::sse::SseContext;
     pub use crate::ws::WsContext;
 }
@@ -74,5 +88,6 @@ pub use handler::{handler, Handler, HandlerApp};
 pub use layer::{AppExt, Layer, SharedApp, Stack};
 pub use request::Query;
 pub use response::{BodyWriter, Html, IntoResponse, Json, Responder, Response};
+pub use router::Router;
 pub use sse::{SseContext, SseEndpoint, SseSender};
 pub use ws::{CloseInfo, WsContext, WsEndpoint, WsSender};

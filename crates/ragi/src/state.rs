@@ -21,9 +21,32 @@
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, RwLock};
 
-type Map = HashMap<TypeId, Arc<dyn Any + Send + Sync>>;
+type Map = HashMap<TypeId, Arc<dyn Any + Send + Sync>, BuildHasherDefault<TypeIdHasher>>;
+
+/// A `TypeId` is already a hash (std hashes its low 64 bits with `write_u64`); SipHash over it
+/// again costs more than the rest of a lookup. (http's `Extensions` does the same.)
+#[derive(Default)]
+struct TypeIdHasher(u64);
+
+impl Hasher for TypeIdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        // Not what `TypeId` calls; kept correct (FNV-1a) should that change.
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
 
 /// A shared type map. See the [module documentation](self).
 #[derive(Clone, Default)]
@@ -35,6 +58,13 @@ impl State {
     /// Stores `value`, replacing (and returning) a value of the same type.
     pub fn insert<T: Send + Sync + 'static>(&self, value: T) -> Option<Arc<T>> {
         let old = self.write().insert(TypeId::of::<T>(), Arc::new(value));
+        old.and_then(|o| o.downcast::<T>().ok())
+    }
+
+    /// Stores a value that is already shared (no allocation), replacing (and returning) a value
+    /// of the same type.
+    pub fn insert_arc<T: Send + Sync + 'static>(&self, value: Arc<T>) -> Option<Arc<T>> {
+        let old = self.write().insert(TypeId::of::<T>(), value);
         old.and_then(|o| o.downcast::<T>().ok())
     }
 
@@ -100,6 +130,12 @@ impl Stash {
     /// Stores `value`, replacing (and returning) a value of the same type.
     pub fn insert<T: Send + Sync + 'static>(&self, value: T) -> Option<Arc<T>> {
         self.shared().insert(value)
+    }
+
+    /// Stores a value that is already shared (no allocation), replacing (and returning) a value
+    /// of the same type.
+    pub fn insert_arc<T: Send + Sync + 'static>(&self, value: Arc<T>) -> Option<Arc<T>> {
+        self.shared().insert_arc(value)
     }
 
     /// The value of type `T`, if one was stored.

@@ -93,6 +93,11 @@ impl BodyDecoder {
                             }
                             return Ok(Decoded::NeedMore);
                         };
+                        // The same bound as without a line end: how the bytes were split
+                        // must not decide.
+                        if nl > MAX_CHUNK_LINE {
+                            return Err(BodyError("chunk size line too long"));
+                        }
                         if nl == 0 || buf[nl - 1] != b'\r' {
                             return Err(BodyError("chunk size line not ended by CRLF"));
                         }

@@ -104,6 +104,61 @@ pub(crate) fn parse_head(buf: &mut BytesMut, limits: &HeadLimits) -> Parsed {
     }
     let line_len = line_end.unwrap_or(0) + 1;
 
+    // The version, before httparse (which knows only 1.0 and 1.1): RFC 9110 §2.5 serves a
+    // higher minor version as the highest this server has, and a major version it does not
+    // speak on this line gets 505. A 1.x above 1.1 is parsed as 1.1, its digit put back after.
+    match version_token(&buf[..line_len]) {
+        VersionToken::Plain => parse_checked(buf, limits, line_end, None),
+        VersionToken::Minor(at) => {
+            let digit = buf[at];
+            buf[at] = b'1';
+            let parsed = parse_checked(buf, limits, line_end, Some((at, digit)));
+            if !matches!(parsed, Parsed::Complete(_)) {
+                buf[at] = digit;
+            }
+            parsed
+        }
+        VersionToken::Unsupported => err(505, "HTTP version not supported"),
+    }
+}
+
+/// The version at the end of a request line (`line` up to and with its LF).
+enum VersionToken {
+    /// `HTTP/1.1`, `HTTP/1.0`, or anything httparse should judge.
+    Plain,
+    /// `HTTP/1.x` with x above 1: the offset of the digit.
+    Minor(usize),
+    /// `HTTP/d.d` with a major version other than 1.
+    Unsupported,
+}
+
+fn version_token(line: &[u8]) -> VersionToken {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let Some(v) = line.len().checked_sub(8).map(|at| &line[at..]) else {
+        return VersionToken::Plain;
+    };
+    // `SP HTTP-version`: the token must follow a space (else httparse answers).
+    if !v.starts_with(b"HTTP/") || line.len() < 9 || line[line.len() - 9] != b' ' {
+        return VersionToken::Plain;
+    }
+    match (v[5], v[6], v[7]) {
+        (b'1', b'.', b'0' | b'1') => VersionToken::Plain,
+        (b'1', b'.', b'2'..=b'9') => VersionToken::Minor(line.len() - 1),
+        (major, b'.', b'0'..=b'9') if major.is_ascii_digit() => VersionToken::Unsupported,
+        _ => VersionToken::Plain,
+    }
+}
+
+/// [`parse_head`] once the version is one httparse reads; `restore` is a byte of the request
+/// line to put back before the head is split off (a minor version digit).
+fn parse_checked(
+    buf: &mut BytesMut,
+    limits: &HeadLimits,
+    line_end: Option<usize>,
+    restore: Option<(usize, u8)>,
+) -> Parsed {
+    let line_len = line_end.unwrap_or(0) + 1;
     // Uninitialised header storage: zeroing 256 entries on every parse cost more than the
     // parse itself.
     let mut storage = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; 256];
@@ -120,7 +175,9 @@ pub(crate) fn parse_head(buf: &mut BytesMut, limits: &HeadLimits) -> Parsed {
     };
     let head_len = match status {
         httparse::Status::Partial => {
-            if buf.len() - line_len > limits.max_header_size {
+            // The bound a complete head gets below (its final CRLF is not counted), so that
+            // where the bytes happen to be split never decides between 431 and a request.
+            if buf.len() - line_len > limits.max_header_size + 2 {
                 return err(431, "header block too large");
             }
             return Parsed::Partial;
@@ -153,7 +210,7 @@ pub(crate) fn parse_head(buf: &mut BytesMut, limits: &HeadLimits) -> Parsed {
     if method == http::Method::CONNECT {
         return err(501, "CONNECT is not supported");
     }
-    let (path_start, path_end, query) = match split_target(target, &method) {
+    let (path_start, path_end, query, authority) = match split_target(target, &method) {
         Ok(t) => t,
         Err(why) => return err(400, why),
     };
@@ -219,6 +276,26 @@ pub(crate) fn parse_head(buf: &mut BytesMut, limits: &HeadLimits) -> Parsed {
     if host_count == 0 && version == HttpVersion::Http11 {
         return err(400, "missing host header");
     }
+    // An absolute-form target's authority is the host, whatever `Host` says (RFC 9112
+    // §3.2.2): the app sees it as the `host` field.
+    let authority = match authority {
+        Some((a, b)) => {
+            if !valid_host(&target[a..b]) {
+                return err(400, "invalid authority in the request target");
+            }
+            let (at, len) = ((offset(target) + a) as u32, (b - a) as u32);
+            let mut replaced = false;
+            for span in spans.iter_mut() {
+                let name = &buf[span.0 as usize..span.0 as usize + span.1 as usize];
+                if name.eq_ignore_ascii_case(b"host") {
+                    (span.2, span.3) = (at, len);
+                    replaced = true;
+                }
+            }
+            (!replaced).then_some((at as usize, len as usize))
+        }
+        None => None,
+    };
 
     let framing = if !transfer_encoding.is_empty() {
         if content_length.is_some() {
@@ -262,6 +339,9 @@ pub(crate) fn parse_head(buf: &mut BytesMut, limits: &HeadLimits) -> Parsed {
 
     let target_off = offset(target);
     let (path_range, query_range) = (target_off + path_start..target_off + path_end, query);
+    if let Some((at, digit)) = restore {
+        buf[at] = digit;
+    }
     let head_bytes = buf.split_to(head_len).freeze();
     let mut headers = Headers::with_capacity(spans.len());
     for &(no, nl, vo, vl) in spans.iter() {
@@ -277,6 +357,10 @@ pub(crate) fn parse_head(buf: &mut BytesMut, limits: &HeadLimits) -> Parsed {
             name,
             head_bytes.slice(vo as usize..vo as usize + vl as usize),
         );
+    }
+    if let Some((at, len)) = authority {
+        // An HTTP/1.0 request without `Host`: the authority is its host all the same.
+        headers.push(Bytes::from_static(b"host"), head_bytes.slice(at..at + len));
     }
     let raw_path = if path_range.is_empty() {
         Bytes::from_static(b"/")
@@ -425,19 +509,21 @@ fn valid_host(v: &[u8]) -> bool {
     port.is_empty() || (port[0] == b':' && port[1..].iter().all(u8::is_ascii_digit))
 }
 
-/// Splits a request target into the path range and the query. Origin form `/p?q`, absolute
-/// form `scheme://authority/p?q`, and `*` (OPTIONS only).
-fn split_target(
-    target: &[u8],
-    method: &http::Method,
-) -> Result<(usize, usize, Option<(usize, usize)>), &'static str> {
+/// A split request target: the path range, the query range and, for the absolute form, the
+/// authority range.
+type TargetParts = (usize, usize, Option<(usize, usize)>, Option<(usize, usize)>);
+
+/// Splits a request target into the path range, the query and the authority. Origin form
+/// `/p?q`, absolute form `scheme://authority/p?q`, and `*` (OPTIONS only).
+fn split_target(target: &[u8], method: &http::Method) -> Result<TargetParts, &'static str> {
     if target == b"*" {
         return if method == http::Method::OPTIONS {
-            Ok((0, 1, None))
+            Ok((0, 1, None, None))
         } else {
             Err("asterisk target on a method other than OPTIONS")
         };
     }
+    let mut authority = None;
     let path_start = if target.first() == Some(&b'/') {
         0
     } else {
@@ -463,6 +549,7 @@ fn split_target(
         if auth_len == 0 {
             return Err("absolute target without authority");
         }
+        authority = Some((auth_start, auth_start + auth_len));
         auth_start + auth_len
     };
     let q = target[path_start..]
@@ -476,7 +563,7 @@ fn split_target(
     if target[path_start..path_end].contains(&b'#') {
         return Err("fragment in request target");
     }
-    Ok((path_start, path_end, query))
+    Ok((path_start, path_end, query, authority))
 }
 
 #[cfg(test)]
@@ -552,6 +639,76 @@ mod tests {
     }
 
     #[test]
+    fn versions() {
+        let version = |s: &[u8]| match parse(s) {
+            Parsed::Complete(h) => (h.version, String::from_utf8(h.request_line().to_vec())),
+            other => panic!("{other:?}"),
+        };
+        // A higher minor version is served as 1.1; the request line keeps what was sent.
+        assert_eq!(
+            version(b"GET / HTTP/1.2\r\nHost: h\r\n\r\n"),
+            (HttpVersion::Http11, Ok("GET / HTTP/1.2".to_owned()))
+        );
+        assert_eq!(
+            version(b"GET / HTTP/1.9\nHost: h\n\n").0,
+            HttpVersion::Http11
+        );
+        for other in [&b"HTTP/2.0"[..], b"HTTP/0.9", b"HTTP/3.0", b"HTTP/9.9"] {
+            let req = [&b"GET / "[..], other, b"\r\nHost: h\r\n\r\n"].concat();
+            assert_eq!(status(&req), 505, "{}", String::from_utf8_lossy(other));
+        }
+        for bad in [
+            &b"HTTP/1.10"[..],
+            b"HTTP/11",
+            b"HTTP/1.x",
+            b"HTTPS/1.1",
+            b"http/1.1",
+        ] {
+            let req = [&b"GET / "[..], bad, b"\r\nHost: h\r\n\r\n"].concat();
+            assert_eq!(status(&req), 400, "{}", String::from_utf8_lossy(bad));
+        }
+        // A partial head is left as it came.
+        let mut buf = BytesMut::from(&b"GET / HTTP/1.2\r\nHost: h\r\n"[..]);
+        assert!(matches!(parse_head(&mut buf, &LIMITS), Parsed::Partial));
+        assert_eq!(&buf[..], b"GET / HTTP/1.2\r\nHost: h\r\n");
+    }
+
+    #[test]
+    fn an_absolute_target_s_authority_is_the_host() {
+        let host = |s: &[u8]| match parse(s) {
+            Parsed::Complete(h) => {
+                let all: Vec<String> = h
+                    .headers
+                    .iter()
+                    .filter(|(n, _)| n == "host")
+                    .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+                    .collect();
+                (all, String::from_utf8_lossy(&h.raw_path).into_owned())
+            }
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            host(b"GET http://real.example:8080/p?q HTTP/1.1\r\nHost: other\r\n\r\n"),
+            (vec!["real.example:8080".to_owned()], "/p".to_owned())
+        );
+        // HTTP/1.0 without Host: the authority is added.
+        assert_eq!(
+            host(b"GET http://a.example HTTP/1.0\r\n\r\n"),
+            (vec!["a.example".to_owned()], "/".to_owned())
+        );
+        // Origin form: Host as sent.
+        assert_eq!(
+            host(b"GET /p HTTP/1.1\r\nHost: h\r\n\r\n").0,
+            vec!["h".to_owned()]
+        );
+        // The authority must be a host: userinfo and junk are refused.
+        assert_eq!(status(b"GET http://u@h/ HTTP/1.1\r\nHost: h\r\n\r\n"), 400);
+        assert_eq!(status(b"GET http://h:x/ HTTP/1.1\r\nHost: h\r\n\r\n"), 400);
+        // Still one Host, still required on HTTP/1.1.
+        assert_eq!(status(b"GET http://h/ HTTP/1.1\r\n\r\n"), 400);
+    }
+
+    #[test]
     fn partial_until_the_blank_line() {
         assert_eq!(status(b"GET / HTTP/1.1\r\nHost: h\r\n"), 1);
         assert_eq!(status(b"GET / HT"), 1);
@@ -616,7 +773,7 @@ mod tests {
         assert_eq!(status(b"GET / HTTP/1.1\r\nHost : h\r\n\r\n"), 400);
         assert_eq!(status(b"GET / HTTP/1.1\r\nHost: h\r\nX: a\0b\r\n\r\n"), 400);
         assert_eq!(status(b"GET / HTTP/1.1\r\nHost: h\r\n folded\r\n\r\n"), 400);
-        assert_eq!(status(b"GET / HTTP/3.0\r\nHost: h\r\n\r\n"), 400);
+        assert_eq!(status(b"GET / HTTP/3.0\r\nHost: h\r\n\r\n"), 505);
         assert_eq!(status(b"GET * HTTP/1.1\r\nHost: h\r\n\r\n"), 400);
         assert_eq!(status(b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n"), 0);
     }
