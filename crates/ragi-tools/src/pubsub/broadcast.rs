@@ -146,7 +146,10 @@ impl WsBroadcast {
     /// Sends `message` to every client of `topic` (text stays text, binary binary).
     pub async fn broadcast(&self, topic: &str, message: Message) -> Result<(), ChannelError> {
         let group = self.group_for(topic).ok_or_else(|| {
-            ChannelError::new(ChannelErrorKind::InvalidName, format!("invalid topic {topic:?}"))
+            ChannelError::new(
+                ChannelErrorKind::InvalidName,
+                format!("invalid topic {topic:?}"),
+            )
         })?;
         self.inner.layer.group_send(&group, message).await
     }
@@ -189,7 +192,8 @@ pub(crate) async fn tell_gap(
     match action {
         GapAction::Notify => cx.send_text(gap_json(gap, None)).await.map(|()| true),
         GapAction::Close => {
-            cx.close_with(TRY_AGAIN_LATER, gap.reason().as_str()).await?;
+            cx.close_with(TRY_AGAIN_LATER, gap.reason().as_str())
+                .await?;
             Ok(false)
         }
         GapAction::Ignore => Ok(true),
@@ -210,7 +214,9 @@ pub(crate) async fn end_for(cx: &WsContext, why: Ended) -> Result<(), Error> {
 pub(crate) async fn publish_failed(cx: &WsContext, e: ChannelError) -> Result<(), Error> {
     if e.is_unavailable() {
         tracing::warn!(error = %e, "publish refused: closing the session with 1013");
-        return cx.close_with(TRY_AGAIN_LATER, "channel layer unavailable").await;
+        return cx
+            .close_with(TRY_AGAIN_LATER, "channel layer unavailable")
+            .await;
     }
     Err(e.into())
 }

@@ -74,8 +74,8 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use ragi::{
-    App, AppResult, BoxFuture, Connection, Message as WsMessage, ReceiveEvent,
-    Receiver, Scope, ScopeKind, Sender,
+    App, AppResult, BoxFuture, Connection, Message as WsMessage, ReceiveEvent, Receiver, Scope,
+    ScopeKind, Sender,
 };
 use serde::{Deserialize, Serialize};
 
@@ -88,8 +88,8 @@ use crate::sse::Event;
 use crate::{Context, Error, HttpContext, Response, SseContext, WsContext};
 
 use super::broadcast::publish_failed;
-use super::TRY_AGAIN_LATER as TRY_AGAIN_LATER_CODE;
 use super::Keepalive;
+use super::TRY_AGAIN_LATER as TRY_AGAIN_LATER_CODE;
 
 /// What a chat client receives (and what travels through the channel layer), as JSON with a
 /// `type`. See the [module documentation](self).
@@ -208,7 +208,10 @@ struct ChatRoom(String);
 impl Chat {
     /// A chat on its own in-memory channel layer and presence.
     pub fn new() -> Self {
-        Self::with_backends(Arc::new(MemoryLayer::new()), Arc::new(MemoryPresence::new()))
+        Self::with_backends(
+            Arc::new(MemoryLayer::new()),
+            Arc::new(MemoryPresence::new()),
+        )
     }
 
     /// A chat on `layer` and `presence` (shared with other apps, or across processes).
@@ -353,10 +356,10 @@ impl App for Chat {
 /// 404 in the scope's own framing (a WebSocket handshake is denied with it).
 fn not_found(scope: Scope, receive: Receiver, send: Sender) -> BoxFuture<'static, AppResult> {
     match scope.kind {
-        ScopeKind::WebSocket => crate::ws::handler(|_cx: WsContext| async {
-            Err::<(), _>(Error::not_found())
-        })
-        .call(scope, receive, send),
+        ScopeKind::WebSocket => {
+            crate::ws::handler(|_cx: WsContext| async { Err::<(), _>(Error::not_found()) })
+                .call(scope, receive, send)
+        }
         _ => crate::handler(|_cx: HttpContext| async { Error::not_found() })
             .call(scope, receive, send),
     }
@@ -373,9 +376,7 @@ fn check_room(room: &str) -> Result<(), Error> {
     if ok {
         Ok(())
     } else {
-        Err(Error::bad_request(
-            "a room is 1 to 32 of A-Z a-z 0-9 _ -",
-        ))
+        Err(Error::bad_request("a room is 1 to 32 of A-Z a-z 0-9 _ -"))
     }
 }
 
@@ -622,8 +623,8 @@ async fn ws_loop(
     loop {
         match channels::select(cx.receive(), sub).await {
             Incoming::Client(Some(WsMessage::Text(t))) => {
-                let said: Said = serde_json::from_str(&t)
-                    .map_err(|e| crate::ws::json_error(e, t.as_bytes()))?;
+                let said: Said =
+                    serde_json::from_str(&t).map_err(|e| crate::ws::json_error(e, t.as_bytes()))?;
                 chat.check_text(&said.text)?;
                 if let Err(e) = chat.say(room, nick, &said.text).await {
                     // An unavailable layer: closed with 1013 (the client may come back).
@@ -638,7 +639,8 @@ async fn ws_loop(
             Incoming::Gap(gap) => cx.send_json(&gap_event(room, &gap)).await?,
             Incoming::Ended(Ended::ClientLeft(r)) => return Err(Error::disconnected(r)),
             Incoming::Ended(Ended::SlowConsumer) => {
-                cx.close_with(TRY_AGAIN_LATER_CODE, "queue_overflow").await?;
+                cx.close_with(TRY_AGAIN_LATER_CODE, "queue_overflow")
+                    .await?;
                 return Ok(Some("queue_overflow"));
             }
             Incoming::Ended(_) => {
@@ -689,7 +691,8 @@ async fn sse_loop(
                 cx.send(event).await?;
             }
             Incoming::Gap(gap) => {
-                let data = serde_json::to_string(&gap_event(room, &gap)).map_err(Error::internal)?;
+                let data =
+                    serde_json::to_string(&gap_event(room, &gap)).map_err(Error::internal)?;
                 cx.send(Event::new(data).event("gap")).await?;
             }
             Incoming::Ended(Ended::ClientLeft(r)) => return Err(Error::disconnected(r)),
@@ -727,8 +730,7 @@ async fn post_message(chat: Arc<Inner>, mut cx: HttpContext) -> Result<Response,
         return Err(Error::unsupported_media_type("application/json"));
     }
     let body = read_body(&mut cx, chat.max_body).await?;
-    let post: Post =
-        serde_json::from_slice(&body).map_err(|e| crate::ws::json_error(e, &body))?;
+    let post: Post = serde_json::from_slice(&body).map_err(|e| crate::ws::json_error(e, &body))?;
     check_nick(&post.nick)?;
     chat.check_text(&post.text)?;
     let event = chat.say(&room, &post.nick, &post.text).await?;

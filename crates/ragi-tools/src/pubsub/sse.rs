@@ -162,7 +162,8 @@ impl ragi::App for SsePubSub {
         send: ragi::Sender,
     ) -> ragi::BoxFuture<'static, ragi::AppResult> {
         let inner = self.inner.clone();
-        crate::sse::handler(move |cx: SseContext| serve(inner.clone(), cx)).call(scope, receive, send)
+        crate::sse::handler(move |cx: SseContext| serve(inner.clone(), cx))
+            .call(scope, receive, send)
     }
 }
 
