@@ -267,6 +267,8 @@ pub(crate) struct Queue {
     capacity: usize,
     overflow: Overflow,
     state: Mutex<QueueState>,
+    /// Woken when the subscription ends.
+    ended: tokio::sync::Notify,
 }
 
 struct QueueState {
@@ -312,6 +314,7 @@ impl Queue {
                 waker: None,
                 dropped: 0,
             }),
+            ended: tokio::sync::Notify::new(),
         }
     }
 
@@ -350,6 +353,9 @@ impl Queue {
         if let Some(w) = waker {
             w.wake();
         }
+        if outcome == Pushed::Closed {
+            self.ended.notify_waiters();
+        }
         outcome
     }
 
@@ -385,7 +391,21 @@ impl Queue {
         if let Some(w) = waker {
             w.wake();
         }
+        self.ended.notify_waiters();
         true
+    }
+
+    /// Resolves with the end once there is one.
+    async fn wait_ended(&self) -> Ended {
+        loop {
+            let notified = self.ended.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(e) = self.lock().ended.clone() {
+                return e;
+            }
+            notified.await;
+        }
     }
 
     pub(crate) fn with_membership<R>(
@@ -520,6 +540,13 @@ impl Subscription {
     /// Why the subscription ended, once it did.
     pub fn ended(&self) -> Option<Ended> {
         self.queue.lock().ended.clone()
+    }
+
+    /// Resolves when the subscription ends (at once if it did), without taking deliveries.
+    /// Cancel safe. An app blocked sending to a slow client races its send against this, so
+    /// a subscriber closed for falling behind is closed now, not after its client reads.
+    pub async fn closed(&self) -> Ended {
+        self.queue.wait_ended().await
     }
 
     /// Messages queued now.

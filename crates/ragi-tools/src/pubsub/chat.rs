@@ -56,7 +56,7 @@
 //! WebSocket and an event stream) stays online until the last one leaves, and the others see
 //! one `presence` event each way.
 //!
-//! Presence state lives behind [`Presence`](crate::channels::Presence) and events go through
+//! Presence state lives behind [`Presence`] and events go through
 //! the [`ChannelLayer`](crate::channels::ChannelLayer), so a Redis backend shares both across
 //! processes.
 //!
@@ -88,7 +88,7 @@ use crate::sse::Event;
 use crate::{Context, Error, HttpContext, Response, SseContext, WsContext};
 
 use super::broadcast::publish_failed;
-use super::Keepalive;
+use super::{send_or_end, Keepalive};
 use super::TRY_AGAIN_LATER as TRY_AGAIN_LATER_CODE;
 
 /// What a chat client receives (and what travels through the channel layer), as JSON with a
@@ -635,18 +635,35 @@ async fn ws_loop(
                 return Err(Error::unsupported_media_type("text frames of JSON"))
             }
             Incoming::Client(None) => return Ok(None),
-            Incoming::Message(m) => cx.send_text(m.as_str().unwrap_or_default()).await?,
-            Incoming::Gap(gap) => cx.send_json(&gap_event(room, &gap)).await?,
-            Incoming::Ended(Ended::ClientLeft(r)) => return Err(Error::disconnected(r)),
-            Incoming::Ended(Ended::SlowConsumer) => {
-                cx.close_with(TRY_AGAIN_LATER_CODE, "queue_overflow")
-                    .await?;
-                return Ok(Some("queue_overflow"));
+            Incoming::Message(m) => {
+                let send = cx.send_text(m.as_str().unwrap_or_default());
+                if let Some(why) = send_or_end(send, sub).await? {
+                    return ws_ended(cx, why).await;
+                }
             }
-            Incoming::Ended(_) => {
-                cx.close_with(1001, "server_shutdown").await?;
-                return Ok(Some("server_shutdown"));
+            Incoming::Gap(gap) => {
+                let event = gap_event(room, &gap);
+                let send = cx.send_json(&event);
+                if let Some(why) = send_or_end(send, sub).await? {
+                    return ws_ended(cx, why).await;
+                }
             }
+            Incoming::Ended(why) => return ws_ended(cx, why).await,
+        }
+    }
+}
+
+/// Ends a session whose subscription ended; the leave reason when the app closed it.
+async fn ws_ended(cx: &WsContext, why: Ended) -> Result<Option<&'static str>, Error> {
+    match why {
+        Ended::ClientLeft(r) => Err(Error::disconnected(r)),
+        Ended::SlowConsumer => {
+            cx.close_with(TRY_AGAIN_LATER_CODE, "queue_overflow").await?;
+            Ok(Some("queue_overflow"))
+        }
+        _ => {
+            cx.close_with(1001, "server_shutdown").await?;
+            Ok(Some("server_shutdown"))
         }
     }
 }
@@ -688,24 +705,31 @@ async fn sse_loop(
                 if let Some(name) = m.event() {
                     event = event.event(name);
                 }
-                cx.send(event).await?;
+                if let Some(why) = send_or_end(cx.send(event), sub).await? {
+                    return sse_ended(cx, why).await;
+                }
             }
             Incoming::Gap(gap) => {
-                let data =
-                    serde_json::to_string(&gap_event(room, &gap)).map_err(Error::internal)?;
-                cx.send(Event::new(data).event("gap")).await?;
+                let data = serde_json::to_string(&gap_event(room, &gap)).map_err(Error::internal)?;
+                let send = cx.send(Event::new(data).event("gap"));
+                if let Some(why) = send_or_end(send, sub).await? {
+                    return sse_ended(cx, why).await;
+                }
             }
-            Incoming::Ended(Ended::ClientLeft(r)) => return Err(Error::disconnected(r)),
-            Incoming::Ended(Ended::SlowConsumer) => {
-                cx.close().await?;
-                return Ok(Some("queue_overflow"));
-            }
-            Incoming::Ended(_) => {
-                cx.close().await?;
-                return Ok(Some("server_shutdown"));
-            }
+            Incoming::Ended(why) => return sse_ended(cx, why).await,
         }
     }
+}
+
+/// Ends a stream whose subscription ended; the leave reason when the app closed it.
+async fn sse_ended(cx: &SseContext, why: Ended) -> Result<Option<&'static str>, Error> {
+    let reason = match why {
+        Ended::ClientLeft(r) => return Err(Error::disconnected(r)),
+        Ended::SlowConsumer => "queue_overflow",
+        _ => "server_shutdown",
+    };
+    cx.close().await?;
+    Ok(Some(reason))
 }
 
 // ------------------------------------------------------------------------------------------

@@ -123,6 +123,24 @@ pub(crate) struct Keepalive {
     pub(crate) timeout: Duration,
 }
 
+/// Runs `send` (a delivery to a client) unless the subscription ends first: a client that
+/// stopped reading keeps `send` waiting, and a subscriber closed for falling behind must be
+/// closed now, not once its client reads again. `Ok(Some(end))` when it ended (the send is
+/// dropped: the session is being closed anyway).
+pub(crate) async fn send_or_end<F>(
+    send: F,
+    subscription: &crate::channels::Subscription,
+) -> Result<Option<crate::channels::Ended>, Error>
+where
+    F: std::future::Future<Output = Result<(), Error>>,
+{
+    tokio::select! {
+        biased;
+        r = send => r.map(|()| None),
+        why = subscription.closed() => Ok(Some(why)),
+    }
+}
+
 /// The close code for a session whose subscriber fell behind or whose layer is unavailable:
 /// 1013, try again later.
 pub(crate) const TRY_AGAIN_LATER: u16 = 1013;

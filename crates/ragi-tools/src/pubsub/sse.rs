@@ -53,7 +53,7 @@ use crate::channels::{
 use crate::sse::Event;
 use crate::{Context, Error, SseContext};
 
-use super::Topics;
+use super::{send_or_end, Topics};
 
 /// The SSE pub/sub app. See the [module documentation](self).
 #[derive(Clone)]
@@ -213,22 +213,31 @@ async fn serve(inner: Arc<Inner>, cx: SseContext) -> Result<(), Error> {
             Incoming::Client(Some(reason)) => return Err(Error::disconnected(reason)),
             Incoming::Client(None) => return Ok(()), // closed by the app elsewhere
             Incoming::Message(m) => {
-                if let Some(event) = message_event(&m) {
-                    cx.send(event).await?;
+                let Some(event) = message_event(&m) else {
+                    continue;
+                };
+                if let Some(why) = send_or_end(cx.send(event), &sub).await? {
+                    return ended(&cx, &topic, why).await;
                 }
             }
             Incoming::Gap(gap) => {
                 let data = super::gap_json(&gap, Some(("topic", &topic)));
-                cx.send(Event::new(data).event("gap")).await?;
+                if let Some(why) = send_or_end(cx.send(Event::new(data).event("gap")), &sub).await?
+                {
+                    return ended(&cx, &topic, why).await;
+                }
             }
-            Incoming::Ended(channels::Ended::ClientLeft(reason)) => {
-                return Err(Error::disconnected(reason))
-            }
-            // Fell behind (or the layer closed): end the stream; the client reconnects.
-            Incoming::Ended(why) => {
-                tracing::debug!(%topic, %why, "event stream subscriber ended");
-                return cx.close().await;
-            }
+            Incoming::Ended(why) => return ended(&cx, &topic, why).await,
         }
     }
+}
+
+/// Ends a stream whose subscription ended: the client's departure as such; otherwise (it fell
+/// behind, the layer closed) the stream ends cleanly and the client reconnects.
+async fn ended(cx: &SseContext, topic: &str, why: channels::Ended) -> Result<(), Error> {
+    if let channels::Ended::ClientLeft(reason) = why {
+        return Err(Error::disconnected(reason));
+    }
+    tracing::debug!(%topic, %why, "event stream subscriber ended");
+    cx.close().await
 }
