@@ -11,8 +11,8 @@
 //! use ragi_tools::channels::{Delivery, Gap, Hub, Message, SubscribeOptions};
 //!
 //! let hub = Hub::new();
-//! let mut sub = hub.open(&SubscribeOptions::new());
-//! assert!(hub.add("news", sub.name())?); // the first local member of "news"
+//! let (mut sub, first) = hub.open(&SubscribeOptions::new().group("news"))?;
+//! assert_eq!(first, ["news"]); // its first local member: a backend subscribes upstream
 //! assert_eq!(hub.deliver_group("news", &Message::text("hello")), 1);
 //! hub.gap_all(&Gap::reconnected()); // a backend lost its connection
 //! assert!(matches!(sub.try_recv(), Some(Delivery::Message(_))));
@@ -131,10 +131,18 @@ impl Hub {
             .unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Opens a subscription with `options`' queue bound, policy and connection binding. Its
-    /// groups are **not** joined here ([`add`](Self::add) them: a backend may need to
-    /// subscribe first). A resume id is the backend's business too.
-    pub fn open(&self, options: &SubscribeOptions) -> Subscription {
+    /// Opens a subscription with `options`' queue bound and policy, joins its groups, and
+    /// binds it to its connection (last: a client already gone ends it at once). Returns it
+    /// with the groups it is the first local member of (a distributed backend subscribes to
+    /// those upstream, and drops the subscription if that fails). A resume id is the
+    /// backend's business.
+    pub fn open(
+        &self,
+        options: &SubscribeOptions,
+    ) -> Result<(Subscription, Vec<String>), ChannelError> {
+        for g in &options.groups {
+            validate_group(g)?;
+        }
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let name: Arc<str> = format!("{}!{id}", self.inner.prefix).into();
         let queue = Arc::new(Queue::new(
@@ -143,7 +151,14 @@ impl Hub {
             options.capacity,
             options.overflow,
         ));
-        self.write().channels.insert(name, queue.clone());
+        self.write().channels.insert(name.clone(), queue.clone());
+        let sub = Subscription::new(queue.clone(), self.clone());
+        let mut first = Vec::new();
+        for g in &options.groups {
+            if self.add(g, &name)? {
+                first.push(g.clone());
+            }
+        }
         if let Some(conn) = &options.connection {
             let hub = Arc::downgrade(&self.inner);
             let q = Arc::downgrade(&queue);
@@ -151,7 +166,7 @@ impl Hub {
                 end_weak(&hub, &q, Ended::ClientLeft(reason.clone()));
             });
         }
-        Subscription::new(queue, self.clone())
+        Ok((sub, first))
     }
 
     /// Adds the channel `channel` of this process to `group`. Returns whether it is the
@@ -398,8 +413,8 @@ mod tests {
         let hub = Hub::with_prefix("specific.test");
         let rec = Arc::new(Record::default());
         hub.set_hooks(rec.clone());
-        let a = hub.open(&SubscribeOptions::new());
-        let b = hub.open(&SubscribeOptions::new());
+        let a = hub.open(&SubscribeOptions::new()).unwrap().0;
+        let b = hub.open(&SubscribeOptions::new()).unwrap().0;
         assert!(a.name().starts_with("specific.test!"));
         assert_ne!(a.name(), b.name());
         assert!(hub.add("g", a.name()).unwrap());
@@ -428,12 +443,15 @@ mod tests {
     #[test]
     fn a_closed_slow_consumer_leaves_its_groups_at_once() {
         let hub = Hub::new();
-        let mut slow = hub.open(
-            &SubscribeOptions::new()
-                .capacity(1)
-                .overflow(Overflow::Close),
-        );
-        let mut fast = hub.open(&SubscribeOptions::new().capacity(1));
+        let mut slow = hub
+            .open(
+                &SubscribeOptions::new()
+                    .capacity(1)
+                    .overflow(Overflow::Close),
+            )
+            .unwrap()
+            .0;
+        let mut fast = hub.open(&SubscribeOptions::new().capacity(1)).unwrap().0;
         hub.add("g", slow.name()).unwrap();
         hub.add("g", fast.name()).unwrap();
         let mut reached = Vec::new();
@@ -453,7 +471,7 @@ mod tests {
     fn the_bound_connection_ends_the_subscription_with_its_reason() {
         let hub = Hub::new();
         let (conn, control) = ragi::Connection::pair();
-        let sub = hub.open(&SubscribeOptions::new().bind(&conn));
+        let sub = hub.open(&SubscribeOptions::new().bind(&conn)).unwrap().0;
         hub.add("g", sub.name()).unwrap();
         control.disconnect(ragi::DisconnectReason::KeepaliveTimeout);
         assert_eq!(

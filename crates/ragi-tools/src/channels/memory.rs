@@ -78,19 +78,12 @@ impl ChannelLayer for MemoryLayer {
         &self,
         options: SubscribeOptions,
     ) -> BoxFuture<'_, Result<Subscription, ChannelError>> {
-        ready((|| {
-            for g in &options.groups {
-                validate_group(g)?;
-            }
-            let sub = self.hub.open(&options);
-            for g in &options.groups {
-                self.hub.add(g, sub.name())?;
-            }
+        ready(self.hub.open(&options).map(|(sub, _)| {
             if options.resume_after.is_some() {
                 self.hub.no_history(sub.name());
             }
-            Ok(sub)
-        })())
+            sub
+        }))
     }
 
     fn send<'a>(

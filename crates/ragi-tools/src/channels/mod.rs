@@ -75,7 +75,8 @@
 //! # Writing a backend
 //!
 //! Implement [`ChannelLayer`] around a [`Hub`]: open subscriptions with [`Hub::open`] (and
-//! subscribe to a group upstream when [`Hub::add`] says it got its first local member),
+//! subscribe upstream to the groups it names as having their first local member, as
+//! [`Hub::add`] does for a later `group_add`),
 //! publish upstream on `send`/`group_send` with a timeout, hand what arrives to
 //! [`Hub::deliver`] / [`Hub::deliver_group`], call [`Hub::gap_all`] when the upstream
 //! connection drops, and unsubscribe upstream from the groups [`HubHooks::groups_emptied`]

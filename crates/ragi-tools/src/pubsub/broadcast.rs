@@ -45,7 +45,7 @@ use crate::channels::{
 };
 use crate::{Context, Error, WsContext};
 
-use super::{gap_json, GapAction, Keepalive, Topics, TRY_AGAIN_LATER};
+use super::{gap_json, send_or_end, GapAction, Keepalive, Topics, TRY_AGAIN_LATER};
 
 /// The WebSocket broadcast app. See the [module documentation](self).
 #[derive(Clone)]
@@ -186,17 +186,31 @@ pub(crate) fn from_ws(m: WsMessage) -> Message {
 /// Tells the client of a gap as `action` says; `Ok(false)` when the session was closed.
 pub(crate) async fn tell_gap(
     cx: &WsContext,
+    sub: &channels::Subscription,
     action: &GapAction,
     gap: &channels::Gap,
 ) -> Result<bool, Error> {
     match action {
-        GapAction::Notify => cx.send_text(gap_json(gap, None)).await.map(|()| true),
+        GapAction::Notify => relay(cx, sub, WsMessage::Text(gap_json(gap, None))).await,
         GapAction::Close => {
             cx.close_with(TRY_AGAIN_LATER, gap.reason().as_str())
                 .await?;
             Ok(false)
         }
         GapAction::Ignore => Ok(true),
+    }
+}
+
+/// Sends a delivery to the client unless the subscription ends first (then ends the
+/// session for it); `Ok(false)` when the session is over.
+pub(crate) async fn relay(
+    cx: &WsContext,
+    sub: &channels::Subscription,
+    message: WsMessage,
+) -> Result<bool, Error> {
+    match send_or_end(cx.send(message), sub).await? {
+        None => Ok(true),
+        Some(why) => end_for(cx, why).await.map(|()| false),
     }
 }
 
@@ -246,10 +260,12 @@ async fn serve(inner: Arc<Inner>, mut cx: WsContext) -> Result<(), Error> {
                 if !inner.echo_self && m.origin() == Some(sub.name()) {
                     continue;
                 }
-                cx.send(to_ws(&m)).await?;
+                if !relay(&cx, &sub, to_ws(&m)).await? {
+                    return Ok(());
+                }
             }
             Incoming::Gap(gap) => {
-                if !tell_gap(&cx, &inner.on_gap, &gap).await? {
+                if !tell_gap(&cx, &sub, &inner.on_gap, &gap).await? {
                     return Ok(());
                 }
             }

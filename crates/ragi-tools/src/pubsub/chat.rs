@@ -88,8 +88,8 @@ use crate::sse::Event;
 use crate::{Context, Error, HttpContext, Response, SseContext, WsContext};
 
 use super::broadcast::publish_failed;
-use super::{send_or_end, Keepalive};
 use super::TRY_AGAIN_LATER as TRY_AGAIN_LATER_CODE;
+use super::{send_or_end, Keepalive};
 
 /// What a chat client receives (and what travels through the channel layer), as JSON with a
 /// `type`. See the [module documentation](self).
@@ -658,7 +658,8 @@ async fn ws_ended(cx: &WsContext, why: Ended) -> Result<Option<&'static str>, Er
     match why {
         Ended::ClientLeft(r) => Err(Error::disconnected(r)),
         Ended::SlowConsumer => {
-            cx.close_with(TRY_AGAIN_LATER_CODE, "queue_overflow").await?;
+            cx.close_with(TRY_AGAIN_LATER_CODE, "queue_overflow")
+                .await?;
             Ok(Some("queue_overflow"))
         }
         _ => {
@@ -710,7 +711,8 @@ async fn sse_loop(
                 }
             }
             Incoming::Gap(gap) => {
-                let data = serde_json::to_string(&gap_event(room, &gap)).map_err(Error::internal)?;
+                let data =
+                    serde_json::to_string(&gap_event(room, &gap)).map_err(Error::internal)?;
                 let send = cx.send(Event::new(data).event("gap"));
                 if let Some(why) = send_or_end(send, sub).await? {
                     return sse_ended(cx, why).await;

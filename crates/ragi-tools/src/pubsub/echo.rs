@@ -29,7 +29,7 @@ use std::time::Duration;
 use crate::channels::{self, Incoming, Layer, Overflow, SubscribeOptions, DEFAULT_CAPACITY};
 use crate::{Context, Error, WsContext};
 
-use super::broadcast::{end_for, from_ws, publish_failed, tell_gap, to_ws};
+use super::broadcast::{end_for, from_ws, publish_failed, relay, tell_gap, to_ws};
 use super::{GapAction, Keepalive};
 
 /// The WebSocket echo app. See the [module documentation](self).
@@ -145,9 +145,13 @@ async fn serve(inner: Arc<Inner>, mut cx: WsContext) -> Result<(), Error> {
                 }
             }
             Incoming::Client(None) => return Ok(()),
-            Incoming::Message(m) => cx.send(to_ws(&m)).await?,
+            Incoming::Message(m) => {
+                if !relay(&cx, &sub, to_ws(&m)).await? {
+                    return Ok(());
+                }
+            }
             Incoming::Gap(gap) => {
-                if !tell_gap(&cx, &inner.on_gap, &gap).await? {
+                if !tell_gap(&cx, &sub, &inner.on_gap, &gap).await? {
                     return Ok(());
                 }
             }

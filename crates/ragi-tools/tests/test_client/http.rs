@@ -775,7 +775,7 @@ async fn a_stalled_client_makes_body_sends_wait() {
     let go = Arc::new(tokio::sync::Notify::new());
     let (tx, mut progress) = tokio::sync::mpsc::unbounded_channel();
     let client = TestClient::new(app(go.clone(), tx));
-    let mut res = client.get("/").stream().await;
+    let res = client.get("/").stream().await;
     res.stall();
     go.notify_one();
     let quiet = tokio::time::timeout(Duration::from_millis(100), progress.recv()).await;
