@@ -79,7 +79,10 @@ async fn two_websocket_clients_chat_and_a_dropped_connection_is_seen_gone() {
         let mut got: Vec<(String, String)> = Vec::new();
         for _ in 0..2 {
             let m = next(ws).await;
-            assert_eq!((m["type"].as_str(), m["room"].as_str()), (Some("message"), Some("lobby")));
+            assert_eq!(
+                (m["type"].as_str(), m["room"].as_str()),
+                (Some("message"), Some("lobby"))
+            );
             got.push((
                 m["nick"].as_str().unwrap().to_owned(),
                 m["text"].as_str().unwrap().to_owned(),
@@ -158,7 +161,10 @@ async fn the_sse_fallback_and_post_over_sockets() {
     assert_eq!(status, 202);
     assert_eq!(sent["text"], "via post");
     let m = next(&mut ann).await;
-    assert_eq!((m["nick"].as_str(), m["text"].as_str()), (Some("sam"), Some("via post")));
+    assert_eq!(
+        (m["nick"].as_str(), m["text"].as_str()),
+        (Some("sam"), Some("via post"))
+    );
     let end = es.read_until(at, b"\"text\":\"via post\"").await;
     let event = &es.text()[at..end];
     assert!(
@@ -180,7 +186,9 @@ async fn the_sse_fallback_and_post_over_sockets() {
 #[tokio::test]
 async fn a_client_that_does_not_read_does_not_delay_the_others() {
     let layer: Layer = Arc::new(MemoryLayer::new());
-    let rooms = WsBroadcast::new(layer).capacity(16).overflow(Overflow::Close);
+    let rooms = WsBroadcast::new(layer)
+        .capacity(16)
+        .overflow(Overflow::Close);
     let server = serve(Router::new().mount("/rooms", rooms.clone())).await;
     let url = format!("ws://{}/rooms/feed", server.addr);
     let mut slow: Ws = within("connect", tokio_tungstenite::connect_async(&url))
