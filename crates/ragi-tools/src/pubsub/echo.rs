@@ -33,7 +33,7 @@ use super::broadcast::{end_for, from_ws, publish_failed, relay, tell_gap, to_ws}
 use super::{GapAction, Keepalive};
 
 /// The WebSocket echo app. See the [module documentation](self).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct WsEcho {
     inner: Arc<Inner>,
 }
@@ -45,12 +45,13 @@ struct Inner {
     keepalive: Option<Keepalive>,
 }
 
-impl std::fmt::Debug for Inner {
+impl std::fmt::Debug for WsEcho {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let i = &self.inner;
         f.debug_struct("WsEcho")
-            .field("through_layer", &self.layer.is_some())
-            .field("capacity", &self.capacity)
-            .field("on_gap", &self.on_gap)
+            .field("through_layer", &i.layer.is_some())
+            .field("capacity", &i.capacity)
+            .field("on_gap", &i.on_gap)
             .finish_non_exhaustive()
     }
 }

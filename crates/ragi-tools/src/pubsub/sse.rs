@@ -130,7 +130,8 @@ impl SsePubSub {
         self
     }
 
-    /// A `retry:` hint (the client's reconnection delay) in the stream's first event.
+    /// A `retry:` hint (the client's reconnection delay), sent first as an event named
+    /// `retry` with empty data (a listener of `message` events never sees it).
     pub fn retry(mut self, delay: Duration) -> Self {
         self.inner_mut().retry = Some(delay);
         self

@@ -179,3 +179,22 @@ async fn bad_topics_are_404() {
     let r = client.sse("/feeds").connect().await.declined();
     assert_eq!(r.status(), 404, "no topic and no fixed one");
 }
+
+#[tokio::test]
+async fn a_retry_hint_comes_first_and_a_fixed_topic_serves_the_bare_path() {
+    let memory = MemoryLayer::new();
+    let layer: Layer = Arc::new(memory.clone());
+    let feed = SsePubSub::new(layer)
+        .topic("main")
+        .group_prefix("feed.")
+        .retry(std::time::Duration::from_millis(2500));
+    let client = TestClient::new(Router::new().mount("/live", feed.clone()));
+    let mut s = client.sse("/live").connect().await.stream();
+    let e = s.next_event().await.unwrap();
+    assert_eq!((e.event.as_deref(), e.retry), (Some("retry"), Some(2500)));
+    assert_eq!(memory.hub().group_len("feed.main"), 1);
+    assert_eq!(feed.group_for("main").as_deref(), Some("feed.main"));
+    feed.publish("main", Message::text("hello")).await.unwrap();
+    assert_eq!(s.next_event().await.unwrap().data, "hello");
+    assert!(feed.publish("bad topic", Message::text("x")).await.is_err());
+}
