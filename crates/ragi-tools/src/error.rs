@@ -286,7 +286,10 @@ where
             },
             Err(other) => match other.downcast::<AppFailure>() {
                 Ok(failure) => failure.0,
-                Err(other) => Error::internal(other),
+                Err(other) => match other.downcast::<crate::channels::ChannelError>() {
+                    Ok(channel) => crate::channels::into_error(*channel),
+                    Err(other) => Error::internal(other),
+                },
             },
         }
     }

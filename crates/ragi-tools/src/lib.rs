@@ -47,16 +47,20 @@
 //!   streams, WebSocket and SSE sessions, lifespan, and a client that leaves when you say;
 //! * [`ws`] — WebSocket sessions: [`WsContext`], `ws::handler`, [`WsEndpoint`];
 //! * [`sse`] — event streams: [`SseContext`] (also over a plain GET), `sse::handler`, [`SseEndpoint`];
+//! * [`channels`] — the channel layer (groups, bounded subscriber queues, gaps, presence);
+//! * [`pubsub`] — apps on it: SSE pub/sub, WebSocket broadcast and echo, a chat with presence;
 //! * `tower` (feature `tower`) — any tower `Service`, an axum `Router` in particular, as a ragi app.
 #![deny(missing_docs)]
 
 pub mod cancel;
+pub mod channels;
 pub mod context;
 pub mod endpoint;
 pub mod error;
 pub mod handler;
 pub mod layer;
 pub mod lifespan;
+pub mod pubsub;
 pub mod request;
 pub mod response;
 pub mod router;

@@ -121,6 +121,8 @@ struct St {
     leave_at: Option<(Disconnect, DisconnectReason)>,
     /// How many body bytes the client sends before it leaves (`MidBody`).
     body_limit: Option<u64>,
+    /// The client stopped reading: the app's sends wait (see [`Exchange::set_stalled`]).
+    stalled: bool,
 }
 
 /// One exchange. See the [module documentation](self).
@@ -131,6 +133,8 @@ pub(crate) struct Exchange {
     head_request: bool,
     st: Mutex<St>,
     app_done: Notify,
+    /// Woken when the client reads again or the exchange ends.
+    unstall: Notify,
 }
 
 /// What the request says about itself, for the exchange.
@@ -194,8 +198,10 @@ impl Exchange {
                 app: AppOutcome::Running,
                 leave_at: spec.leave_at,
                 body_limit,
+                stalled: false,
             }),
             app_done: Notify::new(),
+            unstall: Notify::new(),
         });
         (ex, connection, rx)
     }
@@ -317,6 +323,37 @@ impl Exchange {
         true
     }
 
+    // ----- a client that stops reading ----------------------------------------------------
+
+    /// Stops (or resumes) taking the app's events, as a client that does not read: while
+    /// stalled, each `send` waits (as under the server once the socket buffer is full) until
+    /// the client reads again or the exchange ends (then it fails with the reason).
+    pub(crate) fn set_stalled(&self, stalled: bool) {
+        self.lock().stalled = stalled;
+        if !stalled {
+            self.unstall.notify_waiters();
+        }
+    }
+
+    /// Whether a send must wait now (stalled, and the exchange has not ended).
+    fn must_wait(&self) -> bool {
+        let st = self.lock();
+        st.stalled && st.disconnect.is_none()
+    }
+
+    /// Waits until a send need not wait.
+    async fn wait_unstalled(&self) {
+        loop {
+            let notified = self.unstall.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if !self.must_wait() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
     // ----- the end ------------------------------------------------------------------------
 
     /// The client leaves: the connection object first (steps 1–4), then the `Disconnect`
@@ -325,6 +362,7 @@ impl Exchange {
         if !self.control.disconnect(reason.clone()) {
             return false;
         }
+        self.unstall.notify_waiters();
         let (waker, tx, keepalive) = {
             let mut st = self.lock();
             st.disconnect = Some(reason.clone());
@@ -353,6 +391,7 @@ impl Exchange {
         if !self.control.disconnect(reason.clone()) {
             return;
         }
+        self.unstall.notify_waiters();
         let (waker, keepalive) = {
             let mut st = self.lock();
             st.disconnect = Some(reason);
@@ -956,18 +995,28 @@ impl SharedReceiveSource for Exchange {
 }
 
 /// The `send` side of an exchange's scope. Every event is applied at once (the test client's
-/// buffer never fills), so `try_send` always decides.
+/// buffer never fills) unless the client stalled ([`Exchange::set_stalled`]): then sends
+/// wait.
 pub(crate) struct Sink {
     pub(crate) ex: Arc<Exchange>,
 }
 
 impl SendSink for Sink {
     fn send(&self, event: SendEvent) -> BoxFuture<'_, Result<(), SendError>> {
-        let r = self.ex.send_app_event(event);
-        Box::pin(std::future::ready(r))
+        if !self.ex.must_wait() {
+            let r = self.ex.send_app_event(event);
+            return Box::pin(std::future::ready(r));
+        }
+        Box::pin(async move {
+            self.ex.wait_unstalled().await;
+            self.ex.send_app_event(event)
+        })
     }
 
     fn try_send(&self, event: SendEvent) -> Result<(), TrySendError> {
+        if self.ex.must_wait() {
+            return Err(TrySendError::WouldWait(event));
+        }
         self.ex.send_app_event(event).map_err(TrySendError::Failed)
     }
 }

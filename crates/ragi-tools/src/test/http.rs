@@ -524,6 +524,19 @@ impl ResponseStream {
         }
     }
 
+    /// The client stops reading: from now on each of the app's `send`s waits, as under the
+    /// server once the socket buffer is full, until [`resume`](Self::resume) or the client
+    /// leaves (then the waiting send fails with the reason). What was sent before stays
+    /// readable.
+    pub fn stall(&self) {
+        self.ex.set_stalled(true);
+    }
+
+    /// The client reads again: waiting sends go through.
+    pub fn resume(&self) {
+        self.ex.set_stalled(false);
+    }
+
     /// The client leaves now with `reason` (the app sees it as under the server). Returns
     /// false if the response had already ended; later reads fail with
     /// [`TestError::Disconnected`].

@@ -75,7 +75,9 @@
 //! with any [`DisconnectReason`](ragi::DisconnectReason);
 //! [`RequestBuilder::disconnect_handle`] does it on demand, and dropping a stream does it too.
 //! The app then sees what it would see under the server, in the spec's order. See
-//! [`disconnect`](mod@disconnect).
+//! [`disconnect`](mod@disconnect). A client can also stay and stop reading
+//! ([`ResponseStream::stall`], [`SseStream::stall`], [`TestWebSocket::stall`]): the app's
+//! sends then wait, as under the server once the socket buffer is full.
 //!
 //! # WebSocket, SSE, lifespan
 //!

@@ -251,6 +251,16 @@ impl SseStream {
     pub fn disconnect(&mut self, reason: DisconnectReason) -> bool {
         self.stream.disconnect(reason)
     }
+
+    /// The client stops reading: the app's sends wait ([`ResponseStream::stall`]).
+    pub fn stall(&self) {
+        self.stream.stall();
+    }
+
+    /// The client reads again.
+    pub fn resume(&self) {
+        self.stream.resume();
+    }
 }
 
 /// What an SSE request got: [`SseBuilder::connect`].

@@ -19,6 +19,8 @@
 //!   (`server_error`);
 //! * the app's receive queue is bounded (1000 messages): one more closes with 1008 and
 //!   `queue_overflow`;
+//! * [`TestWebSocket::stall`] makes a client that does not read: the app's message sends
+//!   wait until [`TestWebSocket::resume`] or the end of the session (a slow consumer);
 //! * keep-alive pings are answered by the client unless [`TestWebSocket::set_auto_pong`] turns
 //!   that off: then the session ends with 1006 and `keepalive_timeout` when the pong is due.
 //!
@@ -117,6 +119,8 @@ struct St {
     to_client: Option<mpsc::UnboundedSender<WsEvent>>,
     log: Log,
     app: AppOutcome,
+    /// The client stopped reading: the app's sends wait ([`TestWebSocket::stall`]).
+    stalled: bool,
 }
 
 /// One session, shared by the app's handles and the client.
@@ -126,6 +130,8 @@ struct Ws {
     max_queue: usize,
     st: Mutex<St>,
     app_done: Notify,
+    /// Woken when the client reads again or the session ends.
+    unstall: Notify,
 }
 
 /// What to do with the connection object once the session's lock is released.
@@ -316,6 +322,7 @@ impl Ws {
             st.send_error = Some(reason.clone().unwrap_or(DisconnectReason::ClientClosed));
             (st.recv_waker.take(), st.keepalive_task.take())
         };
+        self.unstall.notify_waiters();
         if let Some(w) = waker {
             w.wake();
         }
@@ -414,6 +421,25 @@ impl Ws {
                 self.end_for_app(code, event_text, reason);
             }
             AppPhase::Closed => {}
+        }
+    }
+
+    /// Whether a send must wait now (stalled, and the session has not ended).
+    fn must_wait(&self) -> bool {
+        let st = self.lock();
+        st.stalled && st.end.is_none()
+    }
+
+    /// Waits until a send need not wait.
+    async fn wait_unstalled(&self) {
+        loop {
+            let notified = self.unstall.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if !self.must_wait() {
+                return;
+            }
+            notified.await;
         }
     }
 
@@ -519,10 +545,19 @@ struct Sink(Arc<Ws>);
 
 impl SendSink for Sink {
     fn send(&self, event: SendEvent) -> BoxFuture<'_, Result<(), SendError>> {
-        Box::pin(std::future::ready(self.0.send_app_event(event)))
+        if !(matches!(event, SendEvent::WebSocketSend(_)) && self.0.must_wait()) {
+            return Box::pin(std::future::ready(self.0.send_app_event(event)));
+        }
+        Box::pin(async move {
+            self.0.wait_unstalled().await;
+            self.0.send_app_event(event)
+        })
     }
 
     fn try_send(&self, event: SendEvent) -> Result<(), TrySendError> {
+        if matches!(event, SendEvent::WebSocketSend(_)) && self.0.must_wait() {
+            return Err(TrySendError::WouldWait(event));
+        }
         self.0.send_app_event(event).map_err(TrySendError::Failed)
     }
 }
@@ -663,8 +698,10 @@ impl WebSocketBuilder {
                 to_client: Some(tx),
                 log: Log::default(),
                 app: AppOutcome::Running,
+                stalled: false,
             }),
             app_done: Notify::new(),
+            unstall: Notify::new(),
         });
         let version = client.cfg.version;
         let mut scope = client.scope(ScopeKind::WebSocket, connection.clone(), version);
@@ -893,6 +930,20 @@ impl TestWebSocket {
     /// How many keep-alive pings the server has sent.
     pub fn pings(&self) -> u64 {
         self.ws.lock().pings
+    }
+
+    /// The client stops reading: from now on each message the app sends waits (as under the
+    /// server once the socket buffer is full) until [`resume`](Self::resume) or the session
+    /// ends (then the waiting send fails with the reason). Close frames and keep-alive
+    /// requests still go through; what was sent before stays readable.
+    pub fn stall(&self) {
+        self.ws.lock().stalled = true;
+    }
+
+    /// The client reads again: waiting sends go through.
+    pub fn resume(&self) {
+        self.ws.lock().stalled = false;
+        self.ws.unstall.notify_waiters();
     }
 
     fn closed_error(&self) -> TestError {

@@ -741,3 +741,65 @@ async fn concurrent_exchanges_on_a_multi_thread_runtime() {
         assert!(res.violations().is_empty());
     }
 }
+
+/// A client that stops reading a streamed response makes the app's sends wait until it reads
+/// again; leaving fails the waiting send with the reason.
+#[tokio::test]
+async fn a_stalled_client_makes_body_sends_wait() {
+    // Sends three chunks once told to go, reporting each send's result.
+    fn app(
+        go: Arc<tokio::sync::Notify>,
+        tx: tokio::sync::mpsc::UnboundedSender<Result<u32, String>>,
+    ) -> impl ragi::App {
+        move |_scope: Scope, _rx: Receiver, send: Sender| {
+            let (go, tx) = (go.clone(), tx.clone());
+            async move {
+                send.send(SendEvent::response_start(200, ragi::Headers::new()))
+                    .await?;
+                // The head reaches the client with the first piece.
+                send.send(SendEvent::body_chunk("start;")).await?;
+                go.notified().await;
+                for n in 0..3u32 {
+                    let r = send.send(SendEvent::body_chunk(format!("{n};"))).await;
+                    let _ = tx.send(
+                        r.as_ref()
+                            .map(|()| n)
+                            .map_err(|e| format!("{:?}", e.disconnect_reason())),
+                    );
+                    r?;
+                }
+                Ok(())
+            }
+        }
+    }
+    let go = Arc::new(tokio::sync::Notify::new());
+    let (tx, mut progress) = tokio::sync::mpsc::unbounded_channel();
+    let client = TestClient::new(app(go.clone(), tx));
+    let res = client.get("/").stream().await;
+    res.stall();
+    go.notify_one();
+    let quiet = tokio::time::timeout(Duration::from_millis(100), progress.recv()).await;
+    assert!(
+        quiet.is_err(),
+        "a send went through a stalled client: {quiet:?}"
+    );
+    res.resume();
+    for n in 0..3 {
+        assert_eq!(progress.recv().await.unwrap(), Ok(n));
+    }
+    assert_eq!(res.collect().await.text(), "start;0;1;2;");
+
+    let go = Arc::new(tokio::sync::Notify::new());
+    let (tx, mut progress) = tokio::sync::mpsc::unbounded_channel();
+    let client = TestClient::new(app(go.clone(), tx));
+    let mut res = client.get("/").stream().await;
+    res.stall();
+    go.notify_one();
+    let quiet = tokio::time::timeout(Duration::from_millis(100), progress.recv()).await;
+    assert!(quiet.is_err(), "{quiet:?}");
+    assert!(res.disconnect(ragi::DisconnectReason::WriteError));
+    assert_eq!(
+        progress.recv().await.unwrap(),
+        Err("Some(WriteError)".to_owned())
+    );
+}

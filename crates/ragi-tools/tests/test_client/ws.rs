@@ -479,3 +479,63 @@ async fn a_full_receive_queue_closes_with_1008() {
         Some(DisconnectReason::QueueOverflow)
     );
 }
+
+/// A client that stops reading makes the app's message sends wait; resuming lets them
+/// through in order; leaving fails a waiting send with the reason.
+#[tokio::test]
+async fn a_stalled_client_makes_sends_wait() {
+    // Sends 0, 1, 2 when told "go", reporting each send's result.
+    fn app(tx: tokio::sync::mpsc::UnboundedSender<Result<u32, String>>) -> impl ragi::App {
+        move |_scope: Scope, mut rx: Receiver, send: Sender| {
+            let tx = tx.clone();
+            async move {
+                let _ = rx.receive().await;
+                send.send(accept(None)).await?;
+                let _ = rx.receive().await; // "go"
+                for n in 0..3u32 {
+                    let r = send
+                        .send(SendEvent::WebSocketSend(Message::Text(n.to_string())))
+                        .await;
+                    let _ = tx.send(
+                        r.as_ref()
+                            .map(|()| n)
+                            .map_err(|e| format!("{:?}", e.disconnect_reason())),
+                    );
+                    r?;
+                }
+                while !matches!(rx.receive().await, ReceiveEvent::WebSocketDisconnect { .. }) {}
+                Ok(())
+            }
+        }
+    }
+    let (tx, mut progress) = tokio::sync::mpsc::unbounded_channel();
+    let client = TestClient::new(app(tx));
+    let mut ws = client.websocket("/").connect().await.accepted();
+    ws.stall();
+    ws.send_text("go").await.unwrap();
+    // Nothing goes through while the client does not read.
+    let quiet = tokio::time::timeout(Duration::from_millis(100), progress.recv()).await;
+    assert!(
+        quiet.is_err(),
+        "a send went through a stalled client: {quiet:?}"
+    );
+    ws.resume();
+    for n in 0..3 {
+        assert_eq!(progress.recv().await.unwrap(), Ok(n));
+        assert_eq!(ws.receive_text().await.unwrap(), n.to_string());
+    }
+
+    // Stalled, then gone: the waiting send fails with the reason.
+    let (tx, mut progress) = tokio::sync::mpsc::unbounded_channel();
+    let client = TestClient::new(app(tx));
+    let mut ws = client.websocket("/").connect().await.accepted();
+    ws.stall();
+    ws.send_text("go").await.unwrap();
+    let quiet = tokio::time::timeout(Duration::from_millis(100), progress.recv()).await;
+    assert!(quiet.is_err(), "{quiet:?}");
+    ws.disconnect_with(DisconnectReason::WriteTimeout);
+    assert_eq!(
+        progress.recv().await.unwrap(),
+        Err("Some(WriteTimeout)".to_owned())
+    );
+}
