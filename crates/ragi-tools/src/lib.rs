@@ -57,6 +57,7 @@ pub mod error;
 pub mod handler;
 pub mod layer;
 pub mod lifespan;
+pub mod middleware;
 pub mod request;
 pub mod response;
 pub mod router;
