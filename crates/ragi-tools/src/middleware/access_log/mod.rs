@@ -39,7 +39,9 @@
 //! delivered whole (`on_complete`) or the client left, timed out or was cut off
 //! (`on_disconnect`, carrying the reason). So a client that leaves while the app still works is
 //! logged **the moment it leaves**, with the status and bytes sent so far, whatever the app
-//! does afterwards; a WebSocket or SSE session gets its line when the session ends. An app
+//! does afterwards; an SSE session gets its line when the stream ends, a WebSocket session
+//! when it ended and its app's call returned (at most a second after the end: the close code
+//! reaches the app after the connection object has ended, and the line should carry it). An app
 //! that answered nothing is logged with the server's backstop status (500, or 403 for a
 //! WebSocket handshake) and `server_error`. Lifespan scopes are not logged, nor scopes that
 //! [`skip_if`](AccessLog::skip_if) skips.
@@ -200,16 +202,44 @@ impl App for AccessLogApp {
             stash: scope.stash.clone(),
             observed,
             written: AtomicBool::new(false),
+            app_done: AtomicBool::new(false),
+            ended: std::sync::Mutex::new(None),
         });
         let connection = scope.connection();
         let done = entry.clone();
-        connection.on_complete(move || done.write(None, true));
-        let left = entry;
+        connection.on_complete(move || done.end(None, true));
+        let left = entry.clone();
         let watched = connection.clone();
-        connection.on_disconnect(move |reason| {
-            left.write(Some(reason.clone()), watched.response_started())
-        });
-        self.inner.call(scope, receive, send)
+        connection.on_disconnect(move |reason| left.end(Some(reason.clone()), watched.response_started()));
+        if entry.kind != ScopeKind::WebSocket {
+            return self.inner.call(scope, receive, send);
+        }
+        // A WebSocket session's line waits for the app's call too (up to a grace period): the
+        // close code reaches the app after the connection object has ended.
+        let fut = self.inner.call(scope, receive, send);
+        Box::pin(async move {
+            let returned = AppReturned(entry);
+            let r = fut.await;
+            drop(returned);
+            r
+        })
+    }
+}
+
+/// How long a WebSocket session's line waits for the app's call after the session ended.
+const WEBSOCKET_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Tells the entry that the app's call is over (returned, or its future dropped).
+struct AppReturned(Arc<Entry>);
+
+impl Drop for AppReturned {
+    fn drop(&mut self) {
+        let e = &self.0;
+        e.app_done.store(true, Ordering::Release);
+        let ended = e.ended.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some((reason, started)) = ended {
+            e.write(reason, started);
+        }
     }
 }
 
@@ -228,9 +258,45 @@ struct Entry {
     stash: Stash,
     observed: Arc<Observed>,
     written: AtomicBool,
+    app_done: AtomicBool,
+    ended: std::sync::Mutex<Option<(Option<DisconnectReason>, bool)>>,
 }
 
 impl Entry {
+    /// The connection object ended: write now, or (a WebSocket session whose app is still
+    /// running) when the app returns, at most [`WEBSOCKET_GRACE`] later.
+    fn end(self: &Arc<Self>, reason: Option<DisconnectReason>, started: bool) {
+        if self.kind != ScopeKind::WebSocket || self.app_done.load(Ordering::Acquire) {
+            return self.write(reason, started);
+        }
+        *self.ended.lock().unwrap_or_else(|p| p.into_inner()) = Some((reason, started));
+        if self.app_done.load(Ordering::Acquire) {
+            let ended = self.ended.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some((reason, started)) = ended {
+                self.write(reason, started);
+            }
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                let me = self.clone();
+                rt.spawn(async move {
+                    tokio::time::sleep(WEBSOCKET_GRACE).await;
+                    let ended = me.ended.lock().unwrap_or_else(|p| p.into_inner()).take();
+                    if let Some((reason, started)) = ended {
+                        me.write(reason, started);
+                    }
+                });
+            }
+            Err(_) => {
+                let ended = self.ended.lock().unwrap_or_else(|p| p.into_inner()).take();
+                if let Some((reason, started)) = ended {
+                    self.write(reason, started);
+                }
+            }
+        }
+    }
+
     fn write(&self, reason: Option<DisconnectReason>, response_started: bool) {
         if self.written.swap(true, Ordering::AcqRel) {
             return;

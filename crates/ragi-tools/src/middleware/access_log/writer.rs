@@ -154,6 +154,7 @@ impl LogSink for LineWriter {
 #[derive(Clone, Default)]
 pub struct Capture {
     inner: Arc<(Mutex<Vec<String>>, Condvar)>,
+    added: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for Capture {
@@ -211,12 +212,27 @@ impl Capture {
             .unwrap_or_else(|e| e.into_inner());
         guard.len() >= n
     }
+
+    /// Waits until there are at least `n` lines and returns them (no time limit of its own:
+    /// wrap it in a timeout).
+    pub async fn wait_lines(&self, n: usize) -> Vec<String> {
+        loop {
+            let added = self.added.notified();
+            tokio::pin!(added);
+            added.as_mut().enable();
+            if self.len() >= n {
+                return self.lines();
+            }
+            added.await;
+        }
+    }
 }
 
 impl LogSink for Capture {
     fn write_line(&self, line: String) {
         self.lock().push(line);
         self.inner.1.notify_all();
+        self.added.notify_waiters();
     }
 }
 
