@@ -1,1 +1,1 @@
-//! (to do)
+//! (sockets: below)

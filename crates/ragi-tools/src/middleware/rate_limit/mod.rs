@@ -74,7 +74,10 @@
 //! **dropped** (the app never sees it; counted and logged) or **closes** the session with 1008
 //! "rate limit exceeded" ([`Exceed`]; closing is the default): the close frame is sent, later
 //! messages are discarded, and the app's next `receive` is the session's end. Either way a
-//! [`WsRateLimited`] record (how many messages were refused) is in the stash.
+//! [`WsRateLimited`] record (how many messages were refused) is in the stash. Messages are
+//! counted as the app takes them from `receive` (a layer sees no arrival times): an app that
+//! reads as fast as they come measures the client's rate; the server's bounded receive queue
+//! (1000 messages, then 1008 `queue_overflow`) is what bounds a client when the app is slow.
 //!
 //! # References
 //!
