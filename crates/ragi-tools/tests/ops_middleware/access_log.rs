@@ -169,7 +169,9 @@ async fn a_websocket_session_gets_one_line_at_its_end() {
     };
     ws.send_text("hi").await.unwrap();
     assert_eq!(ws.receive_text().await.unwrap(), "hi");
-    ws.send(Message::Binary(vec![1, 2, 3].into())).await.unwrap();
+    ws.send(Message::Binary(vec![1, 2, 3].into()))
+        .await
+        .unwrap();
     ws.receive().await.unwrap();
     assert!(capture.is_empty(), "no line while the session is open");
     ws.close(4000, "bye").await;

@@ -52,7 +52,10 @@ async fn production_says_nothing_of_the_error() {
         res.json::<serde_json::Value>(),
         serde_json::json!({ "error": "Internal Server Error" })
     );
-    assert!(res.app_error().is_none(), "handled: the app call ended well");
+    assert!(
+        res.app_error().is_none(),
+        "handled: the app call ended well"
+    );
 
     let res = TestClient::new(panicking().layer(ErrorHandler::new()))
         .get("/")
@@ -82,16 +85,27 @@ async fn development_shows_the_error_and_the_request() {
     assert_eq!(res.header("content-type"), Some("text/html; charset=utf-8"));
     let page = res.text();
     assert!(page.contains("<h1>The app failed</h1>"), "{page}");
-    assert!(page.contains("saving &lt;the&gt; report"), "escaped: {page}");
-    assert!(page.contains("<li><pre>disk full</pre></li>"), "the cause: {page}");
+    assert!(
+        page.contains("saving &lt;the&gt; report"),
+        "escaped: {page}"
+    );
+    assert!(
+        page.contains("<li><pre>disk full</pre></li>"),
+        "the cause: {page}"
+    );
     assert!(page.contains("rid-9"));
     assert!(page.contains("/report") && page.contains("x=1"));
     assert!(page.contains("&lt;b&gt;"), "header values escaped");
     assert!(!page.contains("secret"), "credentials redacted: {page}");
 
     let res = c.get("/").header("accept", "*/*").send().await;
-    assert_eq!(res.header("content-type"), Some("text/plain; charset=utf-8"));
-    assert!(res.text().starts_with("500 The app failed: saving <the> report\n  caused by: disk full\n"));
+    assert_eq!(
+        res.header("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
+    assert!(res
+        .text()
+        .starts_with("500 The app failed: saving <the> report\n  caused by: disk full\n"));
 
     let res = TestClient::new(panicking().layer(ErrorHandler::new().development(true)))
         .get("/")
@@ -105,9 +119,14 @@ async fn development_shows_the_error_and_the_request() {
 #[tokio::test]
 async fn a_client_error_passes_as_it_is() {
     let app = |_s: Scope, _rx: Receiver, _send: Sender| async move {
-        Err(Error::not_found().with_header("x-why", "gone").into_app_error())
+        Err(Error::not_found()
+            .with_header("x-why", "gone")
+            .into_app_error())
     };
-    let res = TestClient::new(app.layer(ErrorHandler::new())).get("/").send().await;
+    let res = TestClient::new(app.layer(ErrorHandler::new()))
+        .get("/")
+        .send()
+        .await;
     assert_eq!(res.status(), 404);
     assert_eq!(res.header("x-why"), Some("gone"));
 }
@@ -115,7 +134,8 @@ async fn a_client_error_passes_as_it_is() {
 #[tokio::test]
 async fn a_failure_after_the_head_aborts() {
     let app = |_s: Scope, _rx: Receiver, send: Sender| async move {
-        send.send(SendEvent::response_start(200, Headers::new())).await?;
+        send.send(SendEvent::response_start(200, Headers::new()))
+            .await?;
         send.send(SendEvent::body_chunk("half")).await?;
         if true {
             panic!("midway");
@@ -140,7 +160,9 @@ async fn an_app_that_answers_nothing_is_a_failure() {
         .send()
         .await;
     assert_eq!(res.status(), 500);
-    assert!(res.text().contains("the app returned without sending a response"));
+    assert!(res
+        .text()
+        .contains("the app returned without sending a response"));
 }
 
 #[tokio::test]
@@ -148,7 +170,8 @@ async fn a_departed_client_gets_nothing() {
     let app = |scope: Scope, _rx: Receiver, send: Sender| async move {
         let _ = scope.connection().disconnected().await;
         // The app notices on its next send and fails with the reason.
-        send.send(SendEvent::response_start(200, Headers::new())).await?;
+        send.send(SendEvent::response_start(200, Headers::new()))
+            .await?;
         Ok(())
     };
     let c = TestClient::new(app.layer(ErrorHandler::new()));
@@ -176,6 +199,9 @@ async fn a_custom_page() {
     let layer = ErrorHandler::new().render(|scope, f| {
         Response::text(format!("sorry ({}, panicked: {})", scope.path, f.panicked)).with_status(500)
     });
-    let res = TestClient::new(panicking().layer(layer)).get("/p").send().await;
+    let res = TestClient::new(panicking().layer(layer))
+        .get("/p")
+        .send()
+        .await;
     assert_eq!(res.text(), "sorry (/p, panicked: true)");
 }

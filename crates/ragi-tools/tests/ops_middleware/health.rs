@@ -18,7 +18,10 @@ async fn liveness_is_answered_before_the_app() {
     let c = TestClient::new(hello().layer(Health::new()));
     let res = c.get("/healthz").send().await;
     assert_eq!(res.status(), 200);
-    assert_eq!(res.json::<serde_json::Value>(), serde_json::json!({ "status": "ok" }));
+    assert_eq!(
+        res.json::<serde_json::Value>(),
+        serde_json::json!({ "status": "ok" })
+    );
     assert_eq!(res.header("cache-control"), Some("no-store"));
     let head = c.head("/healthz").send().await;
     assert_eq!(head.status(), 200);
@@ -26,8 +29,16 @@ async fn liveness_is_answered_before_the_app() {
     let res = c.post("/healthz").send().await;
     assert_eq!(res.status(), 405);
     assert_eq!(res.header("allow"), Some("GET, HEAD"));
-    assert_eq!(c.get("/").send().await.text(), "hello", "other paths reach the app");
-    assert_eq!(c.get("/readyz").send().await.status(), 200, "no checks: ready");
+    assert_eq!(
+        c.get("/").send().await.text(),
+        "hello",
+        "other paths reach the app"
+    );
+    assert_eq!(
+        c.get("/readyz").send().await.status(),
+        200,
+        "no checks: ready"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -52,7 +63,11 @@ async fn readiness_runs_every_check_concurrently() {
     let c = TestClient::new(hello().layer(health));
     let start = tokio::time::Instant::now();
     let res = c.get("/ready").send().await;
-    assert_eq!(start.elapsed(), Duration::from_millis(300), "concurrently, not one after the other");
+    assert_eq!(
+        start.elapsed(),
+        Duration::from_millis(300),
+        "concurrently, not one after the other"
+    );
     assert_eq!(res.status(), 200);
     assert_eq!(
         res.json::<serde_json::Value>(),
@@ -81,7 +96,10 @@ async fn a_failing_or_slow_check_makes_it_unready() {
     assert_eq!(res.status(), 503);
     let v: serde_json::Value = res.json();
     assert_eq!(v["status"], "fail");
-    assert_eq!(v["checks"]["db"], serde_json::json!({ "status": "fail", "error": "connection refused" }));
+    assert_eq!(
+        v["checks"]["db"],
+        serde_json::json!({ "status": "fail", "error": "connection refused" })
+    );
     assert_eq!(v["checks"]["queue"]["status"], "fail");
     assert_eq!(v["checks"]["queue"]["error"], "timed out after 2s");
     assert_eq!(v["checks"]["disk"]["status"], "ok");

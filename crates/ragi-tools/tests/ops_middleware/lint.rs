@@ -69,7 +69,10 @@ async fn http_rules(events: Vec<SendEvent>) -> Vec<Rule> {
 
 #[tokio::test]
 async fn http_rules_each() {
-    assert_eq!(http_rules(vec![start(), SendEvent::body("x")]).await, vec![]);
+    assert_eq!(
+        http_rules(vec![start(), SendEvent::body("x")]).await,
+        vec![]
+    );
     assert_eq!(
         http_rules(vec![start(), start(), SendEvent::body("")]).await,
         vec![Rule::SecondStart]
@@ -86,7 +89,9 @@ async fn http_rules_each() {
         http_rules(vec![
             start(),
             SendEvent::body_chunk("x"),
-            SendEvent::ResponseTrailers { headers: Headers::new() }
+            SendEvent::ResponseTrailers {
+                headers: Headers::new()
+            }
         ])
         .await,
         vec![Rule::TrailersNotAnnounced]
@@ -150,12 +155,21 @@ async fn websocket_rules() {
         super::support::next(&mut rx).await;
         found.rules()
     };
-    assert_eq!(rules(vec![text(), accept()]).await, vec![Rule::BeforeAccept]);
-    assert_eq!(rules(vec![accept(), accept()]).await, vec![Rule::SecondStart]);
+    assert_eq!(
+        rules(vec![text(), accept()]).await,
+        vec![Rule::BeforeAccept]
+    );
+    assert_eq!(
+        rules(vec![accept(), accept()]).await,
+        vec![Rule::SecondStart]
+    );
     assert_eq!(
         rules(vec![
             accept(),
-            SendEvent::WebSocketClose { code: 1006, reason: String::new() }
+            SendEvent::WebSocketClose {
+                code: 1006,
+                reason: String::new()
+            }
         ])
         .await,
         vec![Rule::InvalidCloseCode]
@@ -163,7 +177,10 @@ async fn websocket_rules() {
     assert_eq!(
         rules(vec![
             accept(),
-            SendEvent::WebSocketClose { code: 1000, reason: String::new() },
+            SendEvent::WebSocketClose {
+                code: 1000,
+                reason: String::new()
+            },
             text()
         ])
         .await,
@@ -178,7 +195,12 @@ async fn websocket_rules() {
         vec![Rule::InvalidSubprotocol]
     );
     assert_eq!(
-        rules(vec![SendEvent::ResponseStart { status: 200, headers: Headers::new(), trailers: false }]).await[0],
+        rules(vec![SendEvent::ResponseStart {
+            status: 200,
+            headers: Headers::new(),
+            trailers: false
+        }])
+        .await[0],
         Rule::WrongScopeKind
     );
     assert_eq!(rules(vec![]).await, vec![Rule::MissingResponse]);
@@ -194,7 +216,10 @@ async fn sse_rules() {
         super::support::next(&mut rx).await;
         found.rules()
     };
-    let sse_start = || SendEvent::SseStart { status: 200, headers: Headers::new() };
+    let sse_start = || SendEvent::SseStart {
+        status: 200,
+        headers: Headers::new(),
+    };
     let ev = |e: Option<&str>| {
         SendEvent::SseSend(SseEvent {
             event: e.map(str::to_owned),
@@ -202,15 +227,37 @@ async fn sse_rules() {
             ..SseEvent::default()
         })
     };
-    assert_eq!(rules(vec![sse_start(), ev(None), SendEvent::SseClose { reason: None }]).await, vec![]);
-    assert_eq!(rules(vec![ev(None)]).await[0], Rule::BodyBeforeStart);
-    assert_eq!(rules(vec![sse_start(), sse_start()]).await, vec![Rule::SecondStart]);
     assert_eq!(
-        rules(vec![sse_start(), SendEvent::SseClose { reason: None }, ev(None)]).await,
+        rules(vec![
+            sse_start(),
+            ev(None),
+            SendEvent::SseClose { reason: None }
+        ])
+        .await,
+        vec![]
+    );
+    assert_eq!(rules(vec![ev(None)]).await[0], Rule::BodyBeforeStart);
+    assert_eq!(
+        rules(vec![sse_start(), sse_start()]).await,
+        vec![Rule::SecondStart]
+    );
+    assert_eq!(
+        rules(vec![
+            sse_start(),
+            SendEvent::SseClose { reason: None },
+            ev(None)
+        ])
+        .await,
         vec![Rule::EventAfterClose]
     );
-    assert_eq!(rules(vec![sse_start(), ev(Some("a\nb"))]).await, vec![Rule::InvalidSseField]);
-    assert_eq!(rules(vec![sse_start(), SendEvent::body("x")]).await, vec![Rule::WrongScopeKind]);
+    assert_eq!(
+        rules(vec![sse_start(), ev(Some("a\nb"))]).await,
+        vec![Rule::InvalidSseField]
+    );
+    assert_eq!(
+        rules(vec![sse_start(), SendEvent::body("x")]).await,
+        vec![Rule::WrongScopeKind]
+    );
 }
 
 #[tokio::test]
@@ -222,15 +269,23 @@ async fn strict_mode_refuses_the_event() {
         async move {
             send.send(start()).await?;
             let second = send.send(start()).await;
-            seen.lock().unwrap().push(format!("{:?}", second.map_err(|e| e.is_invalid_event())));
+            seen.lock()
+                .unwrap()
+                .push(format!("{:?}", second.map_err(|e| e.is_invalid_event())));
             send.send(SendEvent::body("ok")).await?;
             Ok(())
         }
     };
-    let res = TestClient::new(app.layer(Lint::new().strict(true))).get("/").send().await;
+    let res = TestClient::new(app.layer(Lint::new().strict(true)))
+        .get("/")
+        .send()
+        .await;
     assert_eq!(res.text(), "ok");
     assert_eq!(seen.lock().unwrap().clone(), vec!["Err(true)"]);
-    assert!(res.violations().is_empty(), "the server never saw the second start");
+    assert!(
+        res.violations().is_empty(),
+        "the server never saw the second start"
+    );
 }
 
 #[tokio::test]
@@ -238,8 +293,12 @@ async fn the_departed_client_rules() {
     let found = Found::default();
     let app = |scope: Scope, mut rx: Receiver, send: Sender| async move {
         let _ = scope.connection().disconnected().await;
-        let _ = send.send(SendEvent::response_start(200, Headers::new())).await; // fails
-        let _ = send.send(SendEvent::body_chunk(Bytes::from_static(b"x"))).await; // ignored it
+        let _ = send
+            .send(SendEvent::response_start(200, Headers::new()))
+            .await; // fails
+        let _ = send
+            .send(SendEvent::body_chunk(Bytes::from_static(b"x")))
+            .await; // ignored it
         let mut disconnects = 0;
         while disconnects < 20 {
             match rx.receive().await {

@@ -22,7 +22,10 @@ async fn switched_at_run_time() {
     assert_eq!(res.status(), 503);
     assert_eq!(res.header("retry-after"), Some("121"));
     assert_eq!(res.header("cache-control"), Some("no-store"));
-    assert_eq!(res.json::<serde_json::Value>()["error"], "down for maintenance");
+    assert_eq!(
+        res.json::<serde_json::Value>()["error"],
+        "down for maintenance"
+    );
     let text = c.get("/").header("accept", "text/plain").send().await;
     assert_eq!(text.text(), "down for maintenance\n");
 
@@ -46,10 +49,18 @@ async fn the_allow_list() {
     let app = hello().layer(m);
     let c = TestClient::new(app.clone());
     assert_eq!(c.get("/healthz").send().await.status(), 200);
-    assert_eq!(c.get("/healthz/deep").send().await.status(), 503, "exact path only");
+    assert_eq!(
+        c.get("/healthz/deep").send().await.status(),
+        503,
+        "exact path only"
+    );
     assert_eq!(c.get("/admin").send().await.status(), 200);
     assert_eq!(c.get("/admin/users").send().await.status(), 200);
-    assert_eq!(c.get("/administrator").send().await.status(), 503, "segments, not strings");
+    assert_eq!(
+        c.get("/administrator").send().await.status(),
+        503,
+        "segments, not strings"
+    );
     let res = c.get("/").send().await;
     assert_eq!(res.status(), 503);
     assert_eq!(res.json::<serde_json::Value>()["error"], "back soon");
@@ -59,7 +70,11 @@ async fn the_allow_list() {
     assert_eq!(office.get("/").send().await.status(), 200);
     let mapped = TestClient::new(app.clone())
         .client_addr(SocketAddr::new("::ffff:10.9.9.9".parse().unwrap(), 9));
-    assert_eq!(mapped.get("/").send().await.status(), 200, "IPv4-mapped IPv6");
+    assert_eq!(
+        mapped.get("/").send().await.status(),
+        200,
+        "IPv4-mapped IPv6"
+    );
     let v6 = TestClient::new(app.clone())
         .client_addr(SocketAddr::new("2001:db8:1::7".parse().unwrap(), 9));
     assert_eq!(v6.get("/").send().await.status(), 200);

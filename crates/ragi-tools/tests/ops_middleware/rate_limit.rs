@@ -48,7 +48,10 @@ async fn a_burst_then_429_with_retry_after_then_refill() {
     assert_eq!(res.status(), 429);
     assert_eq!(res.header("retry-after"), Some("1"));
     assert_eq!(res.header("ratelimit"), Some("\"default\";r=0;t=1"));
-    assert_eq!(res.json::<serde_json::Value>()["error"], "too many requests");
+    assert_eq!(
+        res.json::<serde_json::Value>()["error"],
+        "too many requests"
+    );
     assert_eq!(calls.load(Ordering::SeqCst), 3, "the app was not called");
 
     tokio::time::advance(Duration::from_millis(999)).await;
@@ -57,7 +60,11 @@ async fn a_burst_then_429_with_retry_after_then_refill() {
     assert_eq!(c.get("/").send().await.status(), 200);
     tokio::time::advance(Duration::from_secs(10)).await;
     let res = c.get("/").send().await;
-    assert_eq!(res.header("ratelimit"), Some("\"default\";r=2;t=1"), "full again");
+    assert_eq!(
+        res.header("ratelimit"),
+        Some("\"default\";r=2;t=1"),
+        "full again"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -82,7 +89,8 @@ async fn clients_have_their_own_buckets() {
     assert_eq!(b.get("/").send().await.status(), 200);
 
     // IPv6 clients count by /64: a neighbour in the same /64 shares, another /64 does not.
-    let v6 = |s: &str| TestClient::new(app.clone()).client_addr(SocketAddr::new(s.parse().unwrap(), 1));
+    let v6 =
+        |s: &str| TestClient::new(app.clone()).client_addr(SocketAddr::new(s.parse().unwrap(), 1));
     assert_eq!(v6("2001:db8:0:1::1").get("/").send().await.status(), 200);
     assert_eq!(v6("2001:db8:0:1::ffff").get("/").send().await.status(), 429);
     assert_eq!(v6("2001:db8:0:2::1").get("/").send().await.status(), 200);
@@ -92,9 +100,20 @@ async fn clients_have_their_own_buckets() {
 async fn the_key_is_the_scopes_client_never_a_forwarded_header() {
     let limit = RateLimit::new(1, Duration::from_secs(60));
     let c = TestClient::new(hello().layer(limit));
-    assert_eq!(c.get("/").header("x-forwarded-for", "10.0.0.1").send().await.status(), 200);
+    assert_eq!(
+        c.get("/")
+            .header("x-forwarded-for", "10.0.0.1")
+            .send()
+            .await
+            .status(),
+        200
+    );
     // A client cannot buy a fresh bucket by writing another address in a header.
-    let res = c.get("/").header("x-forwarded-for", "10.0.0.2").send().await;
+    let res = c
+        .get("/")
+        .header("x-forwarded-for", "10.0.0.2")
+        .send()
+        .await;
     assert_eq!(res.status(), 429);
     let res = c.get("/").header("forwarded", "for=10.0.0.3").send().await;
     assert_eq!(res.status(), 429);
@@ -121,7 +140,11 @@ async fn instances_never_share_buckets() {
     }
     assert_eq!(c.get("/a").send().await.status(), 429);
     for _ in 0..2 {
-        assert_eq!(c.get("/b").send().await.status(), 200, "/b has its own budget");
+        assert_eq!(
+            c.get("/b").send().await.status(),
+            200,
+            "/b has its own budget"
+        );
     }
     assert_eq!(c.get("/b").send().await.status(), 429);
 
@@ -148,9 +171,15 @@ async fn custom_keys_exemptions_policy_and_headers_off() {
     assert!(res.header("ratelimit").is_none());
     let res = c.get("/").header("x-api-key", "k1").send().await;
     assert_eq!(res.status(), 429);
-    assert!(res.header("retry-after").is_some(), "Retry-After is always sent");
+    assert!(
+        res.header("retry-after").is_some(),
+        "Retry-After is always sent"
+    );
     assert!(res.header("ratelimit").is_none());
-    assert_eq!(c.get("/").header("x-api-key", "k2").send().await.status(), 200);
+    assert_eq!(
+        c.get("/").header("x-api-key", "k2").send().await.status(),
+        200
+    );
     for _ in 0..5 {
         assert_eq!(c.get("/").send().await.status(), 200, "no key: not limited");
     }
@@ -171,7 +200,11 @@ async fn the_key_map_is_bounded_and_swept() {
     }
     // Once a window has passed, every bucket is full again and the next request sweeps them.
     tokio::time::advance(Duration::from_secs(11)).await;
-    TestClient::new(app).client_addr(from([10, 1, 0, 0])).get("/").send().await;
+    TestClient::new(app)
+        .client_addr(from([10, 1, 0, 0]))
+        .get("/")
+        .send()
+        .await;
     assert_eq!(limit.tracked_keys(), 1);
 }
 
@@ -256,7 +289,11 @@ async fn a_concurrency_slot_is_freed_the_moment_the_client_leaves() {
 
     release.add_permits(1);
     assert_eq!(next(&mut rx).await, "returned");
-    assert_eq!(limit.in_use(), 1, "the first app's return frees nothing twice");
+    assert_eq!(
+        limit.in_use(),
+        1,
+        "the first app's return frees nothing twice"
+    );
     second.disconnect(DisconnectReason::ClientClosed);
     assert_eq!(limit.in_use(), 0);
     release.add_permits(1);
@@ -315,7 +352,11 @@ async fn a_queued_request_gets_the_freed_slot_or_gives_up() {
     let res = waiting.await.unwrap();
     assert_eq!(res.client_left(), Some(DisconnectReason::ClientClosed));
     assert_eq!(first.await.unwrap().status(), 200);
-    assert_eq!(counted.load(Ordering::SeqCst), 1, "the queued request never ran");
+    assert_eq!(
+        counted.load(Ordering::SeqCst),
+        1,
+        "the queued request never ran"
+    );
     assert_eq!(limit.in_use(), 0);
     assert!(rx.try_recv().is_err());
 }
@@ -358,7 +399,10 @@ async fn websocket_messages_over_the_limit_close_with_1008() {
                         let _ = tx.send(t);
                     }
                     ReceiveEvent::WebSocketDisconnect { code, .. } => {
-                        let refused = scope.stash.get::<WsRateLimited>().map_or(0, |r| r.refused());
+                        let refused = scope
+                            .stash
+                            .get::<WsRateLimited>()
+                            .map_or(0, |r| r.refused());
                         let _ = tx.send(format!("end {code} refused {refused}"));
                         return Ok(());
                     }
@@ -379,7 +423,10 @@ async fn websocket_messages_over_the_limit_close_with_1008() {
     ws.send_text("m3").await.unwrap(); // over the burst
     let _ = ws.send_text("m4").await; // may find the session closed already
     assert!(ws.receive().await.is_err(), "closed by the server");
-    assert_eq!(ws.close_frame().map(|(c, r)| (c, r.to_owned())), Some((1008, "rate limit exceeded".to_owned())));
+    assert_eq!(
+        ws.close_frame().map(|(c, r)| (c, r.to_owned())),
+        Some((1008, "rate limit exceeded".to_owned()))
+    );
     let end = next(&mut rx).await;
     assert!(end.starts_with("end 1008 refused "), "{end}");
 }
@@ -398,5 +445,9 @@ async fn websocket_messages_over_the_limit_can_be_dropped() {
     tokio::time::advance(Duration::from_secs(1)).await;
     ws.send_text("0123456789x").await.unwrap(); // 11 bytes > the byte burst: dropped
     ws.send_text("c").await.unwrap();
-    assert_eq!(ws.receive_text().await.unwrap(), "c", "b and the long one were dropped");
+    assert_eq!(
+        ws.receive_text().await.unwrap(),
+        "c",
+        "b and the long one were dropped"
+    );
 }

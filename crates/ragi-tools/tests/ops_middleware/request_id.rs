@@ -16,8 +16,14 @@ use super::support::{captured, one_json, ws_echo};
 /// `X-Request-ID` of its own (as an app that copies the id onto its response would).
 fn echo_id() -> impl ragi::App {
     |scope: Scope, _rx: Receiver, send: Sender| async move {
-        let stashed = RequestId::of(&scope).map(|id| id.to_string()).unwrap_or_default();
-        let header = scope.headers.get_str("x-request-id").unwrap_or("").to_owned();
+        let stashed = RequestId::of(&scope)
+            .map(|id| id.to_string())
+            .unwrap_or_default();
+        let header = scope
+            .headers
+            .get_str("x-request-id")
+            .unwrap_or("")
+            .to_owned();
         let n = scope.headers.get_all("x-request-id").count();
         send.send(SendEvent::response_start(
             200,
@@ -72,7 +78,11 @@ async fn two_layers_make_one_id() {
 #[tokio::test]
 async fn an_incoming_id_is_not_trusted_by_default() {
     let c = TestClient::new(echo_id().layer(SetRequestId::new()));
-    let res = c.get("/").header("x-request-id", "from-the-client").send().await;
+    let res = c
+        .get("/")
+        .header("x-request-id", "from-the-client")
+        .send()
+        .await;
     let got = ids(&res);
     assert_eq!(got.len(), 1);
     assert_ne!(got[0], "from-the-client");
@@ -84,13 +94,21 @@ async fn an_incoming_id_is_not_trusted_by_default() {
 #[tokio::test]
 async fn a_trusted_incoming_id_is_used_only_when_well_formed() {
     let c = TestClient::new(echo_id().layer(SetRequestId::new().trust_incoming(true)));
-    let res = c.get("/").header("x-request-id", "abc-123.DEF:4").send().await;
+    let res = c
+        .get("/")
+        .header("x-request-id", "abc-123.DEF:4")
+        .send()
+        .await;
     assert_eq!(ids(&res), vec!["abc-123.DEF:4"]);
     assert_eq!(res.json::<serde_json::Value>()["stash"], "abc-123.DEF:4");
 
     let long = "a".repeat(129);
     for bad in ["has space", "quote\"", "semi;colon", "", long.as_str()] {
-        let res = c.get("/").header("x-request-id", bad.to_owned()).send().await;
+        let res = c
+            .get("/")
+            .header("x-request-id", bad.to_owned())
+            .send()
+            .await;
         let got = ids(&res);
         assert_eq!(got.len(), 1);
         assert_ne!(got[0], bad, "{bad:?} must be replaced");
@@ -126,7 +144,11 @@ async fn trust_can_depend_on_the_client() {
     assert_ne!(ids(&res)[0], "seventeen-chars-x", "longer than max_len");
 
     let outsider = TestClient::new(app).client_addr(SocketAddr::from(([203, 0, 113, 9], 4000)));
-    let res = outsider.get("/").header("x-request-id", "edge-1").send().await;
+    let res = outsider
+        .get("/")
+        .header("x-request-id", "edge-1")
+        .send()
+        .await;
     assert_ne!(ids(&res)[0], "edge-1");
 }
 
@@ -161,7 +183,11 @@ async fn websocket_accept_and_sse_heads_carry_it() {
     };
     let id = s.headers().get_str("x-request-id").unwrap().to_owned();
     assert_eq!(s.headers().get_all("x-request-id").count(), 1);
-    assert_eq!(s.next_event().await.unwrap().data, id, "the app saw the same id");
+    assert_eq!(
+        s.next_event().await.unwrap().data,
+        id,
+        "the app saw the same id"
+    );
 
     // A declined SSE request (an HTTP handler answering an `sse` scope) too.
     async fn plain(_cx: HttpContext) -> &'static str {

@@ -15,7 +15,8 @@ use super::support::hello;
 async fn three(cx: SseContext) -> Result<(), Error> {
     cx.send("a").await?;
     cx.send("b").await?;
-    cx.send(Event::new("c").retry(Duration::from_millis(250))).await?;
+    cx.send(Event::new("c").retry(Duration::from_millis(250)))
+        .await?;
     cx.close().await
 }
 
@@ -27,13 +28,18 @@ async fn the_first_event_of_an_sse_scope_carries_it() {
     assert_eq!((a.data.as_str(), a.retry), ("a", Some(3000)));
     let b = s.next_event().await.unwrap();
     assert_eq!(b.retry, None, "once is enough");
-    assert_eq!(s.next_event().await.unwrap().retry, Some(250), "the app's own");
+    assert_eq!(
+        s.next_event().await.unwrap().retry,
+        Some(250),
+        "the app's own"
+    );
 }
 
 #[tokio::test]
 async fn the_apps_own_retry_wins() {
     async fn own(cx: SseContext) -> Result<(), Error> {
-        cx.send(Event::new("x").retry(Duration::from_millis(10))).await?;
+        cx.send(Event::new("x").retry(Duration::from_millis(10)))
+            .await?;
         cx.send("y").await
     }
     let app = sse::handler(own).layer(SseRetry::new(Duration::from_secs(3)));

@@ -74,7 +74,10 @@ pub fn hello() -> impl ragi::App {
 /// An access log to a capture in `format`.
 pub fn captured(format: Format) -> (AccessLog, Capture) {
     let capture = Capture::new();
-    (AccessLog::new().format(format).sink(capture.clone()), capture)
+    (
+        AccessLog::new().format(format).sink(capture.clone()),
+        capture,
+    )
 }
 
 /// The single JSON line of a capture.

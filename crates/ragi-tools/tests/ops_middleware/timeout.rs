@@ -38,7 +38,10 @@ async fn a_slow_handler_gets_503_at_the_deadline_and_is_dropped() {
         }
     };
     let out = Arc::new(Mutex::new(None));
-    let app = recording(handler(slow).layer(Timeout::new(Duration::from_secs(2))), out.clone());
+    let app = recording(
+        handler(slow).layer(Timeout::new(Duration::from_secs(2))),
+        out.clone(),
+    );
     let start = tokio::time::Instant::now();
     let res = TestClient::new(app).get("/").send().await;
     assert_eq!(start.elapsed(), Duration::from_secs(2));
@@ -49,7 +52,12 @@ async fn a_slow_handler_gets_503_at_the_deadline_and_is_dropped() {
     );
     assert_eq!(next(&mut rx).await, "dropped");
     res.wait_app().await;
-    let rec = out.lock().unwrap().clone().unwrap().expect("TimedOut recorded");
+    let rec = out
+        .lock()
+        .unwrap()
+        .clone()
+        .unwrap()
+        .expect("TimedOut recorded");
     assert_eq!(rec.after, Duration::from_secs(2));
     assert!(!rec.response_started);
 }
@@ -67,7 +75,8 @@ async fn the_status_can_be_504() {
 #[tokio::test(start_paused = true)]
 async fn a_streamed_body_past_the_deadline_is_aborted() {
     let ticker = |_s: Scope, _rx: Receiver, send: Sender| async move {
-        send.send(SendEvent::response_start(200, Headers::new())).await?;
+        send.send(SendEvent::response_start(200, Headers::new()))
+            .await?;
         for i in 0.. {
             send.send(SendEvent::body_chunk(format!("{i};"))).await?;
             tokio::time::sleep(Duration::from_millis(400)).await;
@@ -75,12 +84,20 @@ async fn a_streamed_body_past_the_deadline_is_aborted() {
         Ok(())
     };
     let out = Arc::new(Mutex::new(None));
-    let app = recording(ticker.layer(Timeout::new(Duration::from_secs(1))), out.clone());
+    let app = recording(
+        ticker.layer(Timeout::new(Duration::from_secs(1))),
+        out.clone(),
+    );
     let res = TestClient::new(app).get("/").send().await;
     assert!(res.is_aborted(), "a truncated body is never a whole one");
     assert_eq!(res.text(), "0;1;2;");
     res.wait_app().await;
-    let rec = out.lock().unwrap().clone().unwrap().expect("TimedOut recorded");
+    let rec = out
+        .lock()
+        .unwrap()
+        .clone()
+        .unwrap()
+        .expect("TimedOut recorded");
     assert!(rec.response_started);
 }
 
@@ -93,8 +110,13 @@ async fn sends_from_the_apps_tasks_fail_after_the_deadline() {
             let late = send.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_secs(5)).await;
-                let r = late.send(SendEvent::response_start(200, Headers::new())).await;
-                let _ = tx.send(format!("{:?}", r.map_err(|e| e.disconnect_reason().map(|r| r.to_string()))));
+                let r = late
+                    .send(SendEvent::response_start(200, Headers::new()))
+                    .await;
+                let _ = tx.send(format!(
+                    "{:?}",
+                    r.map_err(|e| e.disconnect_reason().map(|r| r.to_string()))
+                ));
             });
             std::future::pending::<()>().await;
             Ok(())
@@ -114,7 +136,8 @@ async fn a_finished_response_is_left_alone() {
     let after_work = move |_s: Scope, _rx: Receiver, send: Sender| {
         let tx = tx.clone();
         async move {
-            send.send(SendEvent::response_start(200, Headers::new())).await?;
+            send.send(SendEvent::response_start(200, Headers::new()))
+                .await?;
             send.send(SendEvent::body("done")).await?;
             tokio::time::sleep(Duration::from_secs(3)).await; // clean-up after the response
             let _ = tx.send("clean-up finished");
@@ -172,7 +195,11 @@ async fn event_streams_are_covered_only_when_asked() {
     );
     let mut s = c.sse("/e").connect().await.stream();
     for i in 0..5 {
-        assert_eq!(s.next_event().await.unwrap().data, i.to_string(), "past the deadline");
+        assert_eq!(
+            s.next_event().await.unwrap().data,
+            i.to_string(),
+            "past the deadline"
+        );
     }
     let c = TestClient::new(
         ragi_tools::sse::handler(forever)
@@ -187,5 +214,8 @@ async fn event_streams_are_covered_only_when_asked() {
         }
     };
     assert_eq!(got, 3);
-    assert!(matches!(end, ragi_tools::test::TestError::Aborted), "{end:?}");
+    assert!(
+        matches!(end, ragi_tools::test::TestError::Aborted),
+        "{end:?}"
+    );
 }

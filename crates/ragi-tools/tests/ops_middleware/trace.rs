@@ -113,7 +113,11 @@ async fn a_span_with_the_request_route_status_and_id() {
     assert!(!f.contains_key("disconnect_reason"), "{f:?}");
     let id = seen.request_span_id();
     let (span, _) = seen.event("inside the handler").expect("the app's event");
-    assert_eq!(span, Some(id), "the app's events belong to the request's span");
+    assert_eq!(
+        span,
+        Some(id),
+        "the app's events belong to the request's span"
+    );
     let (span, fields) = seen.event("finished").expect("finished");
     assert_eq!(span, Some(id));
     assert_eq!(fields["response_started"], "true");
@@ -145,10 +149,15 @@ async fn the_reason_is_recorded_the_moment_the_client_leaves() {
     let (span, fields) = seen.event("client left").expect("the departure's event");
     assert_eq!(span, Some(seen.request_span_id()));
     assert_eq!(fields["reason"], "write_timeout");
-    assert!(seen.event("finished").is_none(), "the handler is still running");
+    assert!(
+        seen.event("finished").is_none(),
+        "the handler is still running"
+    );
     release.notify_one();
     let res = pending.await.unwrap();
     res.wait_app().await;
-    let (_, fields) = seen.event("finished").expect("finished once the handler returned");
+    let (_, fields) = seen
+        .event("finished")
+        .expect("finished once the handler returned");
     assert_eq!(fields["client_left"], "write_timeout");
 }

@@ -210,7 +210,9 @@ impl App for AccessLogApp {
         connection.on_complete(move || done.end(None, true));
         let left = entry.clone();
         let watched = connection.clone();
-        connection.on_disconnect(move |reason| left.end(Some(reason.clone()), watched.response_started()));
+        connection.on_disconnect(move |reason| {
+            left.end(Some(reason.clone()), watched.response_started())
+        });
         if entry.kind != ScopeKind::WebSocket {
             return self.inner.call(scope, receive, send);
         }
