@@ -13,6 +13,7 @@ mod ops_middleware {
     mod maintenance;
     mod rate_limit;
     mod request_id;
+    mod sendfile;
     mod sockets;
     mod sse_retry;
     mod timeout;
