@@ -30,7 +30,7 @@
 //! `X-Accel-Redirect` (a URI path under a configured location, nginx-style), the layer
 //! replaces the app's response: the head and any body the app sends are dropped (its `send`s
 //! succeed), and the file goes out through the toolkit's file sending
-//! ([`FileResponse`](crate::response::file::FileResponse)): `Content-Type` from the extension
+//! ([`crate::response::file::FileResponse`]): `Content-Type` from the extension
 //! (unless the app set one), `Content-Length`, `ETag`, `Last-Modified`, `Accept-Ranges`,
 //! and for a 200 the request's preconditions (304, 412), `Range` (206, multipart, 416) and
 //! HEAD. The app's other headers (`Content-Disposition`, `Cache-Control`, …) are kept; the
