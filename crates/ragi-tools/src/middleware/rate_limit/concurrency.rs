@@ -202,14 +202,14 @@ impl ConcurrencyLimit {
 impl Layer for ConcurrencyLimit {
     fn layer(&self, inner: SharedApp) -> SharedApp {
         Arc::new(ConcurrencyApp {
-            cfg: self.clone(),
+            cfg: Arc::new(self.clone()),
             inner,
         })
     }
 }
 
 struct ConcurrencyApp {
-    cfg: ConcurrencyLimit,
+    cfg: Arc<ConcurrencyLimit>,
     inner: SharedApp,
 }
 
