@@ -216,6 +216,23 @@ impl Error {
         self.inner.source.as_deref()
     }
 
+    /// The error an app call returned, as an [`Error`]: one made by
+    /// [`into_app_error`](Self::into_app_error) comes back as it was, a [`SendError`] for a
+    /// departed client becomes [`Error::disconnected`], anything else an internal error (500)
+    /// with it as the cause.
+    pub fn from_app_error(e: ragi::AppError) -> Error {
+        match e.downcast::<SendError>() {
+            Ok(send) => match send.disconnect_reason() {
+                Some(r) => Error::disconnected(r.clone()),
+                None => Error::internal(send),
+            },
+            Err(other) => match other.downcast::<AppFailure>() {
+                Ok(failure) => failure.0,
+                Err(other) => Error::internal(other),
+            },
+        }
+    }
+
     /// This error as a boxed `std::error::Error` (for an app's [`ragi::AppResult`]).
     pub fn into_app_error(self) -> ragi::AppError {
         Box::new(AppFailure(self))

@@ -60,6 +60,7 @@ pub mod error;
 pub mod handler;
 pub mod layer;
 pub mod lifespan;
+pub mod middleware;
 pub mod pubsub;
 pub mod request;
 pub mod response;
