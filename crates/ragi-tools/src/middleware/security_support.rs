@@ -284,8 +284,19 @@ mod tests {
         // An empty port after a literal is no port.
         assert_eq!(a("[::1]:"), Some("[::1]".into()));
         for bad in [
-            "", "::1", "[::1", "[::1]x", "a b", "u@h", "h/p", "h:99999", "h:8x", ".", "a..b",
-            "[fe80::1%eth0]", "h:1:2",
+            "",
+            "::1",
+            "[::1",
+            "[::1]x",
+            "a b",
+            "u@h",
+            "h/p",
+            "h:99999",
+            "h:8x",
+            ".",
+            "a..b",
+            "[fe80::1%eth0]",
+            "h:1:2",
         ] {
             assert_eq!(a(bad), None, "{bad:?}");
         }

@@ -84,7 +84,9 @@ use http::Method;
 use ragi::{App, AppResult, BoxFuture, Headers, Receiver, Scope, ScopeKind, Sender};
 use regex::Regex;
 
-use super::security_support::{edit_heads, header_text, merge_vary, refuse, run_answering_failures};
+use super::security_support::{
+    edit_heads, header_text, merge_vary, refuse, run_answering_failures,
+};
 use crate::{Error, IntoResponse, Layer, Response, SharedApp};
 
 /// Headers a browser may send cross-origin without them being allowed (the CORS-safelisted
@@ -344,7 +346,8 @@ impl CorsBuilder {
         }
         for r in self.regexes {
             let anchored = format!("^(?:{r})$");
-            regexes.push(Regex::new(&anchored).map_err(|e| CorsError::InvalidRegex(e.to_string()))?);
+            regexes
+                .push(Regex::new(&anchored).map_err(|e| CorsError::InvalidRegex(e.to_string()))?);
         }
         let tokens = |names: Names, lower: bool| -> Result<Names, CorsError> {
             match names {
@@ -421,7 +424,8 @@ fn origin_rule(o: &str) -> Result<OriginRule, CorsError> {
         Some(r) => (true, r),
         None => (false, rest),
     };
-    if authority.contains('*') || super::security_support::parse_authority(authority.as_bytes()).is_none()
+    if authority.contains('*')
+        || super::security_support::parse_authority(authority.as_bytes()).is_none()
     {
         return Err(bad());
     }
@@ -454,7 +458,7 @@ struct Config {
 impl Config {
     /// Whether the response depends on the request's `Origin` (then `Vary: Origin`).
     fn varies_by_origin(&self) -> bool {
-        !(matches!(self.origins, Origins::Any) && !self.credentials)
+        !matches!(self.origins, Origins::Any) || self.credentials
     }
 
     fn origin_allowed(&self, origin: &str, scope: &Scope) -> bool {
@@ -505,7 +509,10 @@ impl Config {
 
     /// Adds the headers of an actual (non-preflight) response from an allowed origin.
     fn add_actual(&self, origin: &str, headers: &mut Headers) {
-        headers.set("access-control-allow-origin", self.allow_origin_value(origin));
+        headers.set(
+            "access-control-allow-origin",
+            self.allow_origin_value(origin),
+        );
         if self.credentials {
             headers.set("access-control-allow-credentials", "true");
         } else {
@@ -565,12 +572,17 @@ impl Config {
             return refuse("Disallowed CORS headers");
         }
         let mut h = Headers::with_capacity(8);
-        h.push("access-control-allow-origin", self.allow_origin_value(origin));
+        h.push(
+            "access-control-allow-origin",
+            self.allow_origin_value(origin),
+        );
         if self.credentials {
             h.push("access-control-allow-credentials", "true");
         }
         match &self.methods {
-            Names::Any if self.credentials => h.push("access-control-allow-methods", method.to_owned()),
+            Names::Any if self.credentials => {
+                h.push("access-control-allow-methods", method.to_owned())
+            }
             Names::Any => h.push("access-control-allow-methods", "*"),
             Names::List(l) => h.push("access-control-allow-methods", l.join(", ")),
         }
@@ -583,7 +595,11 @@ impl Config {
             Names::Any => h.push("access-control-allow-headers", "*"),
             Names::List(l) => {
                 let mut all: Vec<&str> = SAFELISTED.to_vec();
-                all.extend(l.iter().map(String::as_str).filter(|x| !SAFELISTED.contains(x)));
+                all.extend(
+                    l.iter()
+                        .map(String::as_str)
+                        .filter(|x| !SAFELISTED.contains(x)),
+                );
                 h.push("access-control-allow-headers", all.join(", "));
             }
         }
@@ -659,7 +675,9 @@ fn request_origin(scope: &Scope) -> Option<String> {
     if all.next().is_some() {
         return None;
     }
-    header_text(first).filter(|o| !o.is_empty()).map(str::to_owned)
+    header_text(first)
+        .filter(|o| !o.is_empty())
+        .map(str::to_owned)
 }
 
 impl App for CorsApp {

@@ -123,7 +123,9 @@ impl Cidr {
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip.to_canonical()) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
@@ -531,7 +533,14 @@ mod tests {
         let one: Cidr = "::1".parse().unwrap();
         assert!(one.contains("::1".parse().unwrap()));
         assert!(!one.contains("::2".parse().unwrap()));
-        for bad in ["10.0.0.0/33", "::/129", "10.0.0/8", "x", "10.0.0.0/", "10.0.0.0/-1"] {
+        for bad in [
+            "10.0.0.0/33",
+            "::/129",
+            "10.0.0/8",
+            "x",
+            "10.0.0.0/",
+            "10.0.0.0/-1",
+        ] {
             assert!(bad.parse::<Cidr>().is_err(), "{bad}");
         }
         let e = ForwardedHeaders::trusting(["10.0.0.0/8", "nope"]).unwrap_err();

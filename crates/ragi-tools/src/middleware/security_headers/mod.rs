@@ -254,8 +254,7 @@ impl SecurityHeaders {
             }
         }
         if let Some(hsts) = &self.hsts {
-            if matches!(scheme, "https" | "wss") && !headers.contains("strict-transport-security")
-            {
+            if matches!(scheme, "https" | "wss") && !headers.contains("strict-transport-security") {
                 headers.push("strict-transport-security", hsts.clone());
             }
         }

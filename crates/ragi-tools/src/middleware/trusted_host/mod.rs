@@ -50,9 +50,7 @@ use std::sync::Arc;
 
 use ragi::{App, AppResult, BoxFuture, Receiver, Scope, ScopeKind, Sender};
 
-use super::security_support::{
-    default_port, parse_authority, refuse, request_authority, HostName,
-};
+use super::security_support::{default_port, parse_authority, refuse, request_authority, HostName};
 use crate::{Error, IntoResponse, Layer, SharedApp};
 
 /// A host pattern that is not one, named by [`TrustedHosts::new`].
@@ -109,7 +107,9 @@ impl Pattern {
             Pattern::Any => true,
             Pattern::Exact(h, p) => h == host && port_ok(p),
             Pattern::Subdomains(suffix, p) => match host {
-                HostName::Name(n) => n.len() > suffix.len() && n.ends_with(suffix.as_str()) && port_ok(p),
+                HostName::Name(n) => {
+                    n.len() > suffix.len() && n.ends_with(suffix.as_str()) && port_ok(p)
+                }
                 HostName::Ip(_) => false,
             },
         }
@@ -200,7 +200,9 @@ mod tests {
 
     #[test]
     fn patterns_are_checked_when_built() {
-        for bad in ["", "a b", "*.*.x", "a.*.x", "*x.com", "*.[::1]", "h:99999", "[::1"] {
+        for bad in [
+            "", "a b", "*.*.x", "a.*.x", "*x.com", "*.[::1]", "h:99999", "[::1",
+        ] {
             assert!(TrustedHosts::new([bad]).is_err(), "{bad:?}");
         }
         assert!(TrustedHosts::new(["*", "*.a.com:8080", "[::1]:80", "1.2.3.4"]).is_ok());
