@@ -194,7 +194,7 @@ mod tests {
             Some(("jürgen".into(), "pässword".into()))
         );
         assert_eq!(
-            decode(&enc("a:b").trim_end_matches('=').to_owned()),
+            decode(enc("a:b").trim_end_matches('=')),
             Some(("a".into(), "b".into()))
         );
         assert_eq!(decode(&enc("no colon")), None);
