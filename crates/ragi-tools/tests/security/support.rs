@@ -12,7 +12,7 @@ use ragi_tools::middleware::csrf::CsrfToken;
 use ragi_tools::middleware::forwarded::OriginalRequest;
 use serde_json::{json, Value};
 
-/// How many times the app behind the middleware was called.
+/// How many times the app behind the middleware was called (lifespan scopes aside).
 #[derive(Clone, Default)]
 pub struct Calls(Arc<AtomicUsize>);
 
@@ -56,7 +56,9 @@ pub fn probe() -> (impl App, Calls) {
     let calls = Calls::default();
     let counter = calls.clone();
     let app = move |scope: Scope, mut rx: Receiver, send: Sender| {
-        counter.0.fetch_add(1, Ordering::SeqCst);
+        if scope.kind != ScopeKind::Lifespan {
+            counter.0.fetch_add(1, Ordering::SeqCst);
+        }
         async move {
             match scope.kind {
                 ScopeKind::Http => {
