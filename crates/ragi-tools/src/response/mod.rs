@@ -31,12 +31,22 @@
 //! ```
 //!
 //! A [`Response`] is status, headers and a body: bytes, a file region, a stream of pieces, or a
-//! writer function that produces the pieces. [`IntoResponse`] turns handler return values
+//! writer function that produces the pieces. Cookies go out with [`Response::cookie`] and a
+//! [`SetCookie`] ([`cookie`]); a file with [`send_file`] or [`FileResponse`] ([`file`](mod@file)),
+//! which build on [`conditional`] (entity tags, RFC 9110 preconditions) and [`range`] (Range
+//! and `multipart/byteranges`), public for other responders to reuse. [`IntoResponse`] turns handler return values
 //! (`&str`, `String`, [`Json`], [`Html`], `(status, body)`, `Result<T, E>`, [`Error`](crate::Error),
 //! `()`) into one. The [`Responder`] sends it in the way the scope needs: response events on an
 //! `http` scope, the decline pair on an `sse` scope (an HTTP route answering a request that also
 //! accepts an event stream), the denial pair before a WebSocket accept.
 
+pub mod conditional;
+pub mod cookie;
+pub mod file;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
+pub mod range;
 mod send;
 
 use std::borrow::Cow;
@@ -47,6 +57,8 @@ use std::pin::Pin;
 use bytes::Bytes;
 use ragi::{BoxFuture, Headers};
 
+pub use cookie::{SameSite, SetCookie};
+pub use file::{send_file, FileResponse};
 pub use send::{BodyWriter, Responder};
 
 use crate::Error;
@@ -185,8 +197,7 @@ impl Response {
 
     /// `length` bytes (to the end when `None`) of the file at `path` from `offset`, sent by the
     /// server from the file (no copy through the app). No header is added: for `Content-Type`,
-    /// validators, ranges and preconditions use the file helper ([`crate::response`]'s
-    /// `send_file`).
+    /// validators, ranges and preconditions use [`send_file`] or [`FileResponse`].
     pub fn file_region(
         status: u16,
         path: impl Into<PathBuf>,
@@ -473,6 +484,60 @@ mod tests {
             b"text/html,application/xhtml+xml,*/*;q=0.8"
         )));
         assert!(!prefers_text(Some(b"text/plain;q=0.5, application/json")));
+    }
+
+    #[test]
+    fn builders_set_status_type_and_body() {
+        let ct = |r: &Response| r.headers().get_str("content-type").map(str::to_owned);
+        let r = Response::text("hi");
+        assert_eq!(
+            (r.status(), ct(&r).as_deref()),
+            (200, Some("text/plain; charset=utf-8"))
+        );
+        assert_eq!(r.body_bytes().unwrap(), "hi");
+        let r = Response::html("<p>");
+        assert_eq!(ct(&r).as_deref(), Some("text/html; charset=utf-8"));
+        let r = Response::json(&serde_json::json!({"a": [1, 2]}));
+        assert_eq!(ct(&r).as_deref(), Some("application/json"));
+        assert_eq!(r.body_bytes().unwrap(), r#"{"a":[1,2]}"#);
+        // A value that cannot be serialised is a 500, not a panic.
+        let bad = std::collections::HashMap::from([((1, 2), 3)]);
+        assert_eq!(Response::json(&bad).status(), 500);
+        for r in [
+            Response::empty(202),
+            Response::no_content(),
+            Response::new(418),
+        ] {
+            assert!(r.headers().is_empty());
+            assert_eq!(r.body_bytes().unwrap(), "");
+        }
+        assert_eq!(Response::no_content().status(), 204);
+        let r = Response::text("x")
+            .header("x-a", "1")
+            .header("x-a", "2")
+            .set_header("X-B", "1")
+            .set_header("x-b", "2")
+            .content_type("text/csv")
+            .with_status(201);
+        assert_eq!(r.status(), 201);
+        assert_eq!(r.headers().get_all("x-a").count(), 2);
+        assert_eq!(r.headers().get_all("x-b").collect::<Vec<_>>(), ["2"]);
+        assert_eq!(ct(&r).as_deref(), Some("text/csv"));
+    }
+
+    #[test]
+    fn redirects() {
+        for (r, status) in [
+            (Response::redirect("/a"), 302),
+            (Response::see_other("/a"), 303),
+            (Response::temporary_redirect("/a"), 307),
+            (Response::permanent_redirect("/a"), 308),
+            (Response::redirect_with(301, "/a"), 301),
+        ] {
+            assert_eq!(r.status(), status);
+            assert_eq!(r.headers().get("location").unwrap(), "/a");
+            assert_eq!(r.body_bytes().unwrap(), "");
+        }
     }
 
     #[test]

@@ -620,7 +620,10 @@ impl Exchange {
             Framing::Length { remaining } if declared.is_none() => {
                 seen.push("content-length", remaining.to_string());
             }
-            Framing::NoBody if self.head_request && declared.is_none() => {
+            // As the server: HEAD states GET's length; a 204 or 304 has none to state.
+            Framing::NoBody
+                if self.head_request && declared.is_none() && status != 204 && status != 304 =>
+            {
                 if let Some(n) = whole {
                     seen.push("content-length", n.to_string());
                 }

@@ -516,7 +516,13 @@ impl ResponseEncoder {
                 out.put_slice(buf.format(remaining).as_bytes());
                 out.put_slice(b"\r\n");
             }
-            Framing::NoBody if self.ctx.head_request && declared.is_none() => {
+            // HEAD: the length GET would have had; a 204 or 304 has none to state.
+            Framing::NoBody
+                if self.ctx.head_request
+                    && declared.is_none()
+                    && status != 204
+                    && status != 304 =>
+            {
                 if let Some(n) = whole {
                     let mut buf = itoa::Buffer::new();
                     out.put_slice(b"content-length: ");
@@ -674,6 +680,19 @@ mod tests {
         assert!(e.body(Bytes::from_static(b"Hello"), false, &mut q).unwrap());
         let s = drain(&mut q);
         assert!(s.ends_with("content-length: 5\r\n\r\n"), "{s}");
+    }
+
+    #[test]
+    fn head_of_a_304_or_204_states_no_length() {
+        for status in [204, 304] {
+            let mut e = encoder(HttpVersion::Http11, true);
+            let mut q = OutQueue::default();
+            e.start(status, Headers::new().with("etag", "\"a\""), false)
+                .unwrap();
+            assert!(e.body(Bytes::new(), false, &mut q).unwrap());
+            let s = drain(&mut q);
+            assert!(!s.contains("content-length"), "{s}");
+        }
     }
 
     #[test]
