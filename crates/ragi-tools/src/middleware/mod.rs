@@ -1,22 +1,26 @@
-//! Middleware: each one a [`Layer`](crate::Layer) in its own module, each aware of the departed
-//! client (slots freed, work dropped, the reason logged).
+//! Middleware: each one a [`Layer`](crate::Layer) in its own module, with a module doc that
+//! opens with an example, states its defaults and names the reference it follows or departs
+//! from; each aware of the departed client (slots freed, work dropped, the reason logged).
 //!
 //! ```
 //! use std::time::Duration;
 //! use ragi_tools::middleware::{
-//!     access_log::AccessLog, error_handler::ErrorHandler, health::Health,
-//!     rate_limit::RateLimit, request_id::SetRequestId, timeout::Timeout, timing::Timing,
-//!     trace::Trace,
+//!     access_log::AccessLog, cors::Cors, error_handler::ErrorHandler, forwarded::ForwardedHeaders,
+//!     health::Health, rate_limit::RateLimit, request_id::SetRequestId,
+//!     security_headers::SecurityHeaders, timeout::Timeout, timing::Timing, trace::Trace,
 //! };
 //! use ragi_tools::{handler, HttpContext, Stack};
 //!
 //! async fn hello(_cx: HttpContext) -> &'static str { "Hello" }
 //!
 //! let app = Stack::new()
-//!     .enable(SetRequestId::new())                   // the id first: everything below sees it
+//!     .enable(ForwardedHeaders::new())               // the real client and scheme first
+//!     .enable(SetRequestId::new())                   // the id: everything below sees it
 //!     .enable(Trace::new())                          // a span per request
 //!     .enable(AccessLog::new())                      // one line per request, stdout
 //!     .enable(Health::new())                         // /healthz, /readyz before the rest
+//!     .enable(SecurityHeaders::new())
+//!     .enable(Cors::builder().allow_origin("https://app.example").build().unwrap())
 //!     .enable(Timing::new())                         // Server-Timing
 //!     .enable(ErrorHandler::new())                   // app errors and panics → 500
 //!     .enable(Timeout::new(Duration::from_secs(30))) // the whole response, body included
@@ -24,6 +28,16 @@
 //!     .run(handler(hello));
 //! # let _ = app;
 //! ```
+//!
+//! Every middleware here handles every scope kind: `http`, `sse` (answered with the decline
+//! pair when it refuses) and `websocket` (refused before accept with the denial pair, or a
+//! close the server answers with 403 where the denial extension is missing); the `lifespan`
+//! scope passes through untouched.
+//!
+//! # Security
+//!
+//! [`cors`], [`security_headers`], [`trusted_host`], [`https_redirect`], [`forwarded`],
+//! [`auth`], [`csrf`].
 //!
 //! # Observability and operations
 //!
@@ -56,15 +70,23 @@
 //! probes should be limited too.
 
 pub mod access_log;
+pub mod auth;
+pub mod cors;
+pub mod csrf;
 pub mod error_handler;
+pub mod forwarded;
 pub mod health;
+pub mod https_redirect;
 pub mod lint;
 pub mod maintenance;
 pub(crate) mod observe;
 pub mod rate_limit;
 pub mod request_id;
+pub mod security_headers;
+mod security_support;
 pub mod sendfile;
 pub mod sse_retry;
 pub mod timeout;
 pub mod timing;
 pub mod trace;
+pub mod trusted_host;
