@@ -50,6 +50,7 @@
 //! * `tower` (feature `tower`) — any tower `Service`, an axum `Router` in particular, as a ragi app.
 #![deny(missing_docs)]
 
+pub mod apps;
 pub mod cancel;
 pub mod context;
 pub mod endpoint;
