@@ -21,6 +21,10 @@
 //! flushes, SSE and WebSocket events pass untouched (the WebSocket rate limit middleware
 //! limits messages).
 //!
+//! The response start is held until the app's next event, so that a body given as one final
+//! piece (whose length the server would have counted) still goes out with its
+//! `Content-Length` although it is cut into pieces here.
+//!
 //! The limit is per response (each request gets its own bucket), which is what a download
 //! limit means; a shared budget across clients is the rate limiter's business.
 //!
@@ -107,6 +111,7 @@ impl App for ThrottleApp {
                 tokens: self.cfg.capacity() as f64,
                 at: None,
             }),
+            start: Mutex::new(None),
         };
         self.inner.call(scope, receive, Sender::new(sink))
     }
@@ -123,6 +128,8 @@ struct ThrottleSink {
     inner: Sender,
     connection: Connection,
     bucket: Mutex<Bucket>,
+    /// The response start, held until the first body event (see `send`).
+    start: Mutex<Option<SendEvent>>,
 }
 
 impl ThrottleSink {
@@ -242,6 +249,37 @@ impl ThrottleSink {
 impl SendSink for ThrottleSink {
     fn send(&self, event: SendEvent) -> BoxFuture<'_, Result<(), SendError>> {
         Box::pin(async move {
+            if let SendEvent::ResponseStart { .. } = event {
+                // Held until the next event: a body the app gives as one final piece would
+                // have had its length counted by the server; cut into pieces it could not be,
+                // so the length is written into the head here instead.
+                *self.start.lock().unwrap_or_else(|e| e.into_inner()) = Some(event);
+                return Ok(());
+            }
+            let held = self.start.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(SendEvent::ResponseStart {
+                status,
+                mut headers,
+                trailers,
+            }) = held
+            {
+                if let SendEvent::ResponseBody {
+                    body: Body::Bytes(b),
+                    more: false,
+                } = &event
+                {
+                    if !trailers && !headers.contains("content-length") && body_allowed(status) {
+                        headers.push("content-length", b.len().to_string());
+                    }
+                }
+                self.inner
+                    .send(SendEvent::ResponseStart {
+                        status,
+                        headers,
+                        trailers,
+                    })
+                    .await?;
+            }
             match event {
                 SendEvent::ResponseBody {
                     body: Body::Bytes(b),
@@ -273,4 +311,9 @@ impl SendSink for ThrottleSink {
             }
         })
     }
+}
+
+/// Whether a response of `status` has a body whose length `Content-Length` states.
+fn body_allowed(status: u16) -> bool {
+    !(100..200).contains(&status) && status != 204 && status != 304
 }
