@@ -1,9 +1,12 @@
 //! Hello, World! on ragi, with the connection object watching the client.
 //!
 //! `cargo run --example hello` then `curl http://127.0.0.1:8000/`.
+//!
+//! `run(app)` gives the binary the whole server command line: `--help` lists every option
+//! with its environment variable (`--listen unix:/tmp/hello.sock`, `RAGI_LISTEN=…`,
+//! `--config hello.toml`, `--tls-cert …`, `--log-level debug`, …).
 
 use ragi::{Headers, Receiver, Scope, SendEvent, Sender};
-use ragi_server::{Config, Server};
 
 async fn app(scope: Scope, _receive: Receiver, send: Sender) -> ragi::AppResult {
     // Know when the client leaves, without touching the receive queue.
@@ -19,12 +22,7 @@ async fn app(scope: Scope, _receive: Receiver, send: Sender) -> ragi::AppResult 
     Ok(())
 }
 
-#[tokio::main]
-async fn main() -> Result<(), ragi_server::Error> {
-    let server = Server::new(Config::default())
-        .listen("127.0.0.1:8000".parse().unwrap())
-        .handle_signals(true) // SIGTERM / SIGINT: graceful shutdown
-        .bind()
-        .await?;
-    server.serve(app).await
+fn main() -> std::process::ExitCode {
+    // Flags, environment, config file, logs on stderr, signals, `listening on …`.
+    ragi_server::run(app)
 }

@@ -72,12 +72,26 @@ pub(crate) fn write(format: Option<AccessLogFormat>, entry: AccessEntry) {
     let _ = out.flush();
 }
 
+/// The client in a log line: its IP address (with the port in JSON), or `unix:` for a
+/// Unix-domain connection (as nginx writes it).
+struct Client(SocketAddr);
+
+impl std::fmt::Display for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match crate::net::known(self.0) {
+            None => f.write_str("unix:"),
+            Some(a) if f.alternate() => write!(f, "{a}"),
+            Some(a) => write!(f, "{}", a.ip()),
+        }
+    }
+}
+
 fn render(format: AccessLogFormat, e: &AccessEntry) -> String {
     let quote = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
     match format {
         AccessLogFormat::Clf => format!(
             "{} - - [{}] \"{}\" {} {}\n",
-            e.peer.ip(),
+            Client(e.peer),
             clf_time(e.time),
             quote(&e.request_line),
             e.status,
@@ -85,7 +99,7 @@ fn render(format: AccessLogFormat, e: &AccessEntry) -> String {
         ),
         AccessLogFormat::Combined => format!(
             "{} - - [{}] \"{}\" {} {} \"{}\" \"{}\"\n",
-            e.peer.ip(),
+            Client(e.peer),
             clf_time(e.time),
             quote(&e.request_line),
             e.status,
@@ -102,7 +116,7 @@ fn render(format: AccessLogFormat, e: &AccessEntry) -> String {
             format!(
                 "{{\"time\":{:.3},\"peer\":\"{}\",\"request\":\"{}\",\"status\":{},\"bytes\":{},\"duration_ms\":{:.3},\"referer\":\"{}\",\"user_agent\":\"{}\"}}\n",
                 secs,
-                e.peer,
+                format_args!("{:#}", Client(e.peer)),
                 json_escape(&e.request_line),
                 e.status,
                 e.bytes,
@@ -167,6 +181,15 @@ mod tests {
     fn clf_time_is_right() {
         let t = UNIX_EPOCH + Duration::from_secs(971_186_136);
         assert_eq!(clf_time(t), "10/Oct/2000:13:55:36 +0000");
+    }
+
+    #[test]
+    fn the_client_is_its_ip_or_unix() {
+        let tcp: SocketAddr = "10.0.0.7:5555".parse().unwrap();
+        assert_eq!(Client(tcp).to_string(), "10.0.0.7");
+        assert_eq!(format!("{:#}", Client(tcp)), "10.0.0.7:5555");
+        assert_eq!(Client(crate::net::NO_ADDR).to_string(), "unix:");
+        assert_eq!(format!("{:#}", Client(crate::net::NO_ADDR)), "unix:");
     }
 
     #[test]

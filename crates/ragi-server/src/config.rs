@@ -101,6 +101,9 @@ pub struct Config {
     /// HTTP/2: a PING not answered within this ends the connection (reason
     /// `keepalive_timeout`). Default 20 s.
     pub h2_keepalive_timeout: Duration,
+    /// Unix-domain listeners: the socket file's permission bits, set after binding. Default
+    /// `0o660`: the owner and its group may connect (see [`crate::net`]).
+    pub unix_socket_mode: u32,
 }
 
 impl Default for Config {
@@ -134,6 +137,7 @@ impl Default for Config {
             ws_compression: true,
             h2_keepalive_interval: Some(Duration::from_secs(30)),
             h2_keepalive_timeout: Duration::from_secs(20),
+            unix_socket_mode: 0o660,
         }
     }
 }

@@ -15,6 +15,9 @@ enum Kind {
     Bind(String),
     Startup(String),
     Config(String),
+    // Made by the command line's TLS options (`cli`).
+    #[cfg_attr(not(feature = "cli"), allow(dead_code))]
+    Tls(String),
 }
 
 impl Error {
@@ -37,6 +40,20 @@ impl Error {
             kind: Kind::Config(message.into()),
             source: None,
         }
+    }
+
+    /// The TLS certificates or key could not be loaded; `what` says which options gave them.
+    #[cfg_attr(not(feature = "cli"), allow(dead_code))]
+    pub(crate) fn tls(what: impl Into<String>, e: crate::tls::TlsError) -> Self {
+        Self {
+            kind: Kind::Tls(what.into()),
+            source: Some(Box::new(e)),
+        }
+    }
+
+    /// The TLS certificates or key could not be loaded.
+    pub fn is_tls(&self) -> bool {
+        matches!(self.kind, Kind::Tls(_))
     }
 
     /// A listening socket could not be bound.
@@ -69,6 +86,7 @@ impl fmt::Display for Error {
             Kind::Bind(a) => write!(f, "cannot listen on {a}")?,
             Kind::Startup(m) => write!(f, "lifespan start-up failed: {m}")?,
             Kind::Config(m) => write!(f, "invalid configuration: {m}")?,
+            Kind::Tls(m) => write!(f, "cannot load TLS ({m})")?,
         }
         if let Some(s) = &self.source {
             write!(f, ": {s}")?;

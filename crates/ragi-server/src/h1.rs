@@ -41,10 +41,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use crate::net::Stream;
 use bytes::{Bytes, BytesMut};
 use ragi::{Connection, DisconnectReason, Scope, ScopeKind};
 use tokio::io::{Interest, Ready};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::access_log::{self, AccessEntry};
@@ -164,11 +164,13 @@ impl std::task::Wake for KeptWaker {
 }
 
 pub(crate) struct Driver {
-    io: TcpStream,
+    io: Stream,
     srv: Arc<ServerShared>,
     conn: Arc<ConnShared>,
     peer: SocketAddr,
     local: SocketAddr,
+    /// A Unix-domain connection: no IP addresses for the scope.
+    unix: bool,
     phase: watch::Receiver<Phase>,
     rbuf: BytesMut,
     /// `rbuf` is the small buffer an idle connection's first read made (at most
@@ -235,7 +237,7 @@ pub(crate) enum H1End {
 
 /// A connection handed over to a WebSocket session.
 pub(crate) struct Upgrade {
-    pub(crate) io: TcpStream,
+    pub(crate) io: Stream,
     pub(crate) tls: Option<Box<TlsSession>>,
     pub(crate) tls_info: Option<Arc<ragi::TlsInfo>>,
     /// Bytes (plaintext) that arrived after the handshake request.
@@ -252,7 +254,7 @@ pub(crate) struct Upgrade {
 
 impl Driver {
     pub(crate) fn new(
-        io: TcpStream,
+        io: Stream,
         srv: Arc<ServerShared>,
         conn: Arc<ConnShared>,
         peer: SocketAddr,
@@ -261,6 +263,7 @@ impl Driver {
         let now = Instant::now();
         let phase = srv.phase.clone();
         Self {
+            unix: matches!(io, Stream::Unix(_)),
             io,
             srv,
             conn,
@@ -314,6 +317,17 @@ impl Driver {
         self.tls = Some(Box::new(session));
         if !early.is_empty() {
             self.rbuf = early;
+            self.head_started = Some(Instant::now());
+        }
+        self
+    }
+
+    /// Starts with `early`: bytes the protocol sniff read from a Unix-domain socket (see
+    /// `sniff_h2_preface`).
+    pub(crate) fn with_early(mut self, early: Bytes) -> Self {
+        if !early.is_empty() {
+            self.bytes_in += early.len() as u64;
+            self.rbuf = BytesMut::from(&early[..]);
             self.head_started = Some(Instant::now());
         }
         self
@@ -489,9 +503,10 @@ impl Driver {
                 Poll::Ready(Ok(())) => {
                     // Readable or read-closed: which one, and whether in error, tells a FIN or
                     // an RST behind unread bytes. The readiness is set, so this is immediate.
-                    let precise =
-                        std::pin::pin!(self.io.ready(Interest::READABLE | Interest::ERROR));
-                    match precise.poll(cx) {
+                    match self
+                        .io
+                        .poll_ready_once(cx, Interest::READABLE | Interest::ERROR)
+                    {
                         Poll::Ready(Ok(r)) => ready |= r,
                         Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                         Poll::Pending => {}
@@ -555,8 +570,7 @@ impl Driver {
                 // and keep only what arrived.
                 SCRATCH.with(|scratch| {
                     let mut scratch = scratch.borrow_mut();
-                    let room = scratch.len();
-                    let r = read_clearing(&self.io, room, || self.io.try_read(&mut scratch[..]));
+                    let r = self.io.read_clearing(&mut scratch[..]);
                     if let Ok(n) = r {
                         self.rbuf = BytesMut::with_capacity(n.max(SMALL_RBUF));
                         self.rbuf.extend_from_slice(&scratch[..n]);
@@ -580,9 +594,7 @@ impl Driver {
                     self.rbuf.reserve(16 * 1024);
                     self.rbuf_small = false;
                 }
-                let room = self.rbuf.capacity() - self.rbuf.len();
-                let (io, rbuf) = (&self.io, &mut self.rbuf);
-                read_clearing(io, room, || io.try_read_buf(rbuf))
+                self.io.read_clearing_buf(&mut self.rbuf)
             };
             tracing::trace!(conn = %self.conn.id, ?ready, result = ?r.as_ref().map_err(|e| e.kind()), "read");
             match r {
@@ -682,8 +694,7 @@ impl Driver {
         let n = if direct {
             (&*socket2::SockRef::from(&self.io)).read(&mut buf)?
         } else {
-            let room = buf.len();
-            read_clearing(&self.io, room, || self.io.try_read(&mut buf))?
+            self.io.read_clearing(&mut buf)?
         };
         if n == 0 {
             return Ok(0);
@@ -1067,8 +1078,10 @@ impl Driver {
         scope.raw_path = head.raw_path;
         scope.query_string = head.query;
         scope.headers = head.headers;
-        scope.client = Some(self.peer);
-        scope.server = Some(self.local);
+        if !self.unix {
+            scope.client = Some(self.peer);
+            scope.server = Some(self.local);
+        }
         scope.extensions.server_state = Some(self.srv.server_state.clone());
         scope.extensions.fullflush = true;
         scope.extensions.sse_http_response = kind == ScopeKind::Sse;
@@ -1541,36 +1554,12 @@ impl Driver {
     }
 }
 
-/// Runs `read` (a `try_read` of at most `room` bytes). A short read drained the kernel's
-/// buffer: it also clears tokio's read readiness, as tokio's own `poll_read` does, so that the
-/// next turn waits for an edge instead of paying a `recv` that says EAGAIN. The readiness is
-/// captured (by the outer `try_io`) before the read, so an edge that arrives meanwhile is not
-/// cleared with it.
-fn read_clearing(
-    io: &TcpStream,
-    room: usize,
-    read: impl FnOnce() -> io::Result<usize>,
-) -> io::Result<usize> {
-    let mut short = None;
-    let r = io.try_io(Interest::READABLE, || match read() {
-        Ok(n) if n > 0 && n < room => {
-            short = Some(n);
-            Err(io::ErrorKind::WouldBlock.into())
-        }
-        other => other,
-    });
-    match short {
-        Some(n) => Ok(n),
-        None => r,
-    }
-}
-
 /// Resolves with the receiver when the phase changes; `None` when the sender is gone.
 async fn wait_phase(mut rx: watch::Receiver<Phase>) -> Option<watch::Receiver<Phase>> {
     rx.changed().await.ok().map(|()| rx)
 }
 
-fn shutdown_write(io: &TcpStream) -> io::Result<()> {
+fn shutdown_write(io: &Stream) -> io::Result<()> {
     socket2::SockRef::from(io).shutdown(std::net::Shutdown::Write)
 }
 
@@ -1578,7 +1567,7 @@ fn shutdown_write(io: &TcpStream) -> io::Result<()> {
 /// with the client's last flight. On failure, the alert rustls queued is sent as far as the
 /// socket takes it.
 pub(crate) async fn tls_handshake(
-    io: &TcpStream,
+    io: &Stream,
     session: &mut TlsSession,
     limit: Duration,
 ) -> Result<BytesMut, String> {
@@ -1619,7 +1608,7 @@ pub(crate) async fn tls_handshake(
     }
 }
 
-async fn write_all(io: &TcpStream, mut data: &[u8]) -> io::Result<()> {
+async fn write_all(io: &Stream, mut data: &[u8]) -> io::Result<()> {
     while !data.is_empty() {
         io.writable().await?;
         match io.try_write(data) {

@@ -759,8 +759,8 @@ fn start_stream(
         .unwrap_or_default();
     scope.headers = headers;
     scope.method = parts.method.clone();
-    scope.client = Some(ctx.peer);
-    scope.server = Some(ctx.local);
+    scope.client = crate::net::known(ctx.peer);
+    scope.server = crate::net::known(ctx.local);
     scope.extensions.server_state = Some(srv.server_state.clone());
     scope.extensions.fullflush = true;
     if ctx.tls.is_some() {
@@ -921,8 +921,8 @@ fn start_websocket(
         .cloned()
         .collect();
     scope.headers = headers;
-    scope.client = Some(ctx.peer);
-    scope.server = Some(ctx.local);
+    scope.client = crate::net::known(ctx.peer);
+    scope.server = crate::net::known(ctx.local);
     scope.scheme = if ctx.tls.is_some() { "wss" } else { "ws" };
     scope.extensions.tls = ctx.tls.clone();
     let stream_id = respond.stream_id().as_u32();
@@ -1718,6 +1718,17 @@ impl StreamDriver {
             };
             if self.respond.is_some() {
                 self.shared.control.set_response_started();
+            }
+            let conn = &self.shared.ctx.conn.id;
+            let stream = self
+                .respond
+                .as_ref()
+                .map(|r| r.stream_id().as_u32())
+                .or_else(|| self.send.as_ref().map(|s| s.stream_id().as_u32()));
+            if self.respond.is_some() {
+                tracing::warn!(%conn, stream, %error, "app failed; answering 500");
+            } else {
+                tracing::warn!(%conn, stream, %error, "response aborted");
             }
             self.shared.disconnect(DisconnectReason::ServerError);
             if let Some(mut respond) = self.respond.take() {

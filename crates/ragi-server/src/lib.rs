@@ -5,7 +5,11 @@
 //! [`Connection`](ragi::Connection) object learns, in every state, that its client left and
 //! why. See [`h1`](crate#detection) below for how.
 //!
-//! * [`Server`] binds listeners and serves an app; [`ShutdownHandle`] starts graceful shutdown.
+//! * [`run`] is an app binary's whole `main`: the server's command line ([`cli::ServerArgs`]:
+//!   flags, `RAGI_*` variables, a TOML config file), logs on stderr, the runtime, signals.
+//!   [`Run`] is the same with a lifecycle listener or options the app parsed itself.
+//! * [`Server`] binds listeners (TCP and Unix-domain: [`net`]) and serves an app;
+//!   [`ShutdownHandle`] starts graceful shutdown.
 //! * [`Config`] holds every limit and timeout, with the specification's defaults.
 //! * [`lifecycle`] is the server-wide connection listener, the address filter, the error hook
 //!   and per-connection handles (`close_after_current_response`, `completed`).
@@ -26,6 +30,8 @@
 #![deny(missing_docs)]
 
 mod access_log;
+#[cfg(feature = "cli")]
+pub mod cli;
 mod config;
 mod date;
 mod error;
@@ -35,7 +41,10 @@ mod h2;
 mod h2_check;
 pub mod lifecycle;
 mod lifespan;
+pub mod net;
 mod proto;
+#[cfg(feature = "cli")]
+mod run;
 mod server;
 mod shared;
 mod sse;
@@ -53,4 +62,7 @@ pub use fuzz as __fuzz;
 pub use config::{AccessLogFormat, Config};
 pub use error::Error;
 pub use lifecycle::{AddressFilter, ConnId, ConnectionHandle, LifecycleListener};
+pub use net::ListenAddr;
+#[cfg(feature = "cli")]
+pub use run::{run, Run};
 pub use server::{BoundServer, Server, ServerStats, ShutdownHandle};

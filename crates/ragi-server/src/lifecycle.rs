@@ -83,6 +83,9 @@ pub struct Accepted {
     pub protocol: &'static str,
     /// A handle on the connection: close it, await its end.
     pub handle: ConnectionHandle,
+    /// The socket's path when the connection came through a Unix-domain socket (then `peer`
+    /// and `local` are the unspecified address `0.0.0.0:0`: a Unix peer has no IP address).
+    pub unix_path: Option<Arc<std::path::Path>>,
 }
 
 /// A connection (or HTTP/2 stream) became a WebSocket.

@@ -37,7 +37,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use ragi::{App, State};
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 
 use crate::h1::Driver;
@@ -45,6 +44,7 @@ use crate::lifecycle::{
     Accepted, AddressFilter, ConnId, ConnShared, ConnectionHandle, ErrorHook, ErrorReport,
     LifecycleListener,
 };
+use crate::net::{Incoming, ListenAddr, Listener, Stream};
 use crate::proto::h1::request::HeadLimits;
 use crate::proto::h1::response::simple_response;
 use crate::tls::TlsSettings;
@@ -78,7 +78,7 @@ pub(crate) struct ServerShared {
 /// A server being configured. See the [module documentation](self).
 pub struct Server {
     cfg: Config,
-    addrs: Vec<SocketAddr>,
+    addrs: Vec<ListenAddr>,
     lifecycle: Option<Arc<dyn LifecycleListener>>,
     error_hook: Option<ErrorHook>,
     filter: Option<AddressFilter>,
@@ -111,6 +111,19 @@ impl Server {
 
     /// Listens on `addr` too (port 0 picks a free port).
     pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.addrs.push(ListenAddr::Tcp(addr));
+        self
+    }
+
+    /// Listens on a Unix-domain socket at `path` too (see [`crate::net`] for stale sockets,
+    /// permissions and what a Unix-domain connection reports).
+    pub fn listen_unix(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.addrs.push(ListenAddr::Unix(path.into()));
+        self
+    }
+
+    /// Listens on `addr` too: TCP or Unix-domain.
+    pub fn listen_on(mut self, addr: ListenAddr) -> Self {
         self.addrs.push(addr);
         self
     }
@@ -172,17 +185,7 @@ impl Server {
         }
         let mut listeners = Vec::new();
         for addr in &self.addrs {
-            let socket = if addr.is_ipv4() {
-                tokio::net::TcpSocket::new_v4()
-            } else {
-                tokio::net::TcpSocket::new_v6()
-            }
-            .map_err(|e| Error::bind(addr, e))?;
-            socket
-                .set_reuseaddr(true)
-                .map_err(|e| Error::bind(addr, e))?;
-            socket.bind(*addr).map_err(|e| Error::bind(addr, e))?;
-            listeners.push(socket.listen(4096).map_err(|e| Error::bind(addr, e))?);
+            listeners.push(Listener::bind(addr, self.cfg.unix_socket_mode)?);
         }
         let (trigger, _) = watch::channel(Trigger::None);
         Ok(BoundServer {
@@ -206,7 +209,7 @@ enum Trigger {
 /// A server with bound sockets, ready to serve.
 pub struct BoundServer {
     server: Server,
-    listeners: Vec<TcpListener>,
+    listeners: Vec<Listener>,
     trigger: Arc<watch::Sender<Trigger>>,
     server_state: State,
     on_ready: Option<Box<dyn FnOnce(&[SocketAddr]) + Send>>,
@@ -216,7 +219,7 @@ pub struct BoundServer {
 impl std::fmt::Debug for BoundServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BoundServer")
-            .field("addrs", &self.local_addrs())
+            .field("addrs", &self.listen_addrs())
             .finish_non_exhaustive()
     }
 }
@@ -247,12 +250,22 @@ impl ShutdownHandle {
 }
 
 impl BoundServer {
-    /// The addresses actually bound.
+    /// The TCP addresses actually bound (Unix-domain sockets are in
+    /// [`listen_addrs`](Self::listen_addrs)).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.listeners
             .iter()
-            .filter_map(|l| l.local_addr().ok())
+            .filter_map(|l| match l.local() {
+                Some(ListenAddr::Tcp(a)) => Some(a),
+                _ => None,
+            })
             .collect()
+    }
+
+    /// Every address bound, TCP (with the port chosen for port 0) and Unix-domain, in the
+    /// order they were given.
+    pub fn listen_addrs(&self) -> Vec<ListenAddr> {
+        self.listeners.iter().filter_map(|l| l.local()).collect()
     }
 
     /// A handle that starts graceful shutdown.
@@ -272,8 +285,9 @@ impl BoundServer {
         &self.server_state
     }
 
-    /// Calls `f` with the bound addresses once lifespan start-up has completed, just before
-    /// connections are served (a good moment to announce "listening").
+    /// Calls `f` with the bound TCP addresses once lifespan start-up has completed, just
+    /// before connections are served (a good moment to announce "listening"; take
+    /// [`listen_addrs`](Self::listen_addrs) before for the Unix-domain ones too).
     pub fn on_ready(mut self, f: impl FnOnce(&[SocketAddr]) + Send + 'static) -> Self {
         self.on_ready = Some(Box::new(f));
         self
@@ -436,8 +450,7 @@ struct AcceptCtx {
     phase: watch::Receiver<Phase>,
 }
 
-async fn accept_loop(listener: TcpListener, mut ctx: AcceptCtx) {
-    let local = listener.local_addr().ok();
+async fn accept_loop(listener: Listener, mut ctx: AcceptCtx) {
     loop {
         let accepted = tokio::select! {
             biased;
@@ -449,7 +462,12 @@ async fn accept_loop(listener: TcpListener, mut ctx: AcceptCtx) {
         if *ctx.phase.borrow() != Phase::Running {
             return;
         }
-        let (stream, peer) = match accepted {
+        let Incoming {
+            stream,
+            peer,
+            local,
+            unix,
+        } = match accepted {
             Ok(x) => x,
             Err(e) => {
                 // EMFILE and friends: back off a moment instead of spinning.
@@ -458,7 +476,7 @@ async fn accept_loop(listener: TcpListener, mut ctx: AcceptCtx) {
                 continue;
             }
         };
-        if let Some(f) = &ctx.filter {
+        if let (Some(f), None) = (&ctx.filter, &unix) {
             if !f.permits(peer.ip()) {
                 tracing::debug!(%peer, "refused by the address filter");
                 continue;
@@ -468,8 +486,6 @@ async fn accept_loop(listener: TcpListener, mut ctx: AcceptCtx) {
             tokio::spawn(reject_busy(stream, ctx.shared.server_header.clone()));
             continue;
         }
-        let _ = stream.set_nodelay(true);
-        let local = stream.local_addr().ok().or(local).unwrap_or(peer);
         let id = ConnId::new(
             ctx.next_id.fetch_add(1, Ordering::Relaxed),
             ctx.prefix.clone(),
@@ -483,7 +499,7 @@ async fn accept_loop(listener: TcpListener, mut ctx: AcceptCtx) {
         tokio::spawn(async move {
             // Its code (and the app's first polls, and callbacks) run as this connection's:
             // a panic in them is logged with its id.
-            let fut = serve_connection(stream, shared, conn, id.clone(), peer, local);
+            let fut = serve_connection(stream, shared, conn, id.clone(), peer, local, unix);
             crate::shared::panics::OnConn { id, fut }.await;
             live.dec();
         });
@@ -493,12 +509,13 @@ async fn accept_loop(listener: TcpListener, mut ctx: AcceptCtx) {
 /// One connection: the TLS handshake where there is one, protocol detection, the `accepted`
 /// notice (which may refuse it), the driver, the `closed` notice.
 async fn serve_connection(
-    stream: TcpStream,
+    stream: Stream,
     shared: Arc<ServerShared>,
     conn: Arc<ConnShared>,
     id: ConnId,
     peer: SocketAddr,
     local: SocketAddr,
+    unix: Option<Arc<std::path::Path>>,
 ) {
     // TLS first: `accepted` comes after the handshake and carries its facts.
     let mut tls = None;
@@ -531,11 +548,16 @@ async fn serve_connection(
     let alpn_h2 = tls
         .as_ref()
         .is_some_and(|(session, _)| session.alpn_protocol() == Some(b"h2".as_slice()));
-    let h2c = tls.is_none() && sniff_h2_preface(&stream, &shared).await;
+    // A Unix-domain stream cannot be peeked: the sniff reads, and gives the bytes back.
+    let (h2c, sniffed) = if tls.is_some() {
+        (false, Bytes::new())
+    } else {
+        sniff_h2_preface(&stream, &shared).await
+    };
     // Built once: the notice, the HTTP/2 streams' and the HTTP/1.1 driver's scopes share it.
     let info = tls.as_ref().map(|(session, _)| Arc::new(session.info()));
     let protocol = if alpn_h2 || h2c { "h2" } else { "http/1.1" };
-    if !announce(&shared, &conn, &id, peer, local, info.clone(), protocol) {
+    if !announce(&shared, &conn, peer, local, info.clone(), protocol, unix) {
         conn.task_done();
         return;
     }
@@ -558,7 +580,7 @@ async fn serve_connection(
             info,
         ))
         .await
-    } else if h2c {
+    } else if h2c && sniffed.is_empty() {
         // h2c with prior knowledge: the client preface was peeked, not consumed.
         Box::pin(crate::h2::serve_h2(
             stream,
@@ -569,9 +591,21 @@ async fn serve_connection(
             None,
         ))
         .await
+    } else if h2c {
+        // The same over a Unix-domain socket, the preface read and given back.
+        Box::pin(crate::h2::serve_h2(
+            crate::net::Rewind::new(sniffed, stream),
+            shared.clone(),
+            conn.clone(),
+            peer,
+            local,
+            None,
+        ))
+        .await
     } else {
-        let mut driver =
-            Driver::new(stream, shared.clone(), conn.clone(), peer, local).accepted_at(accepted_at);
+        let mut driver = Driver::new(stream, shared.clone(), conn.clone(), peer, local)
+            .accepted_at(accepted_at)
+            .with_early(sniffed);
         if let (Some((session, early)), Some(info)) = (tls, info) {
             driver = driver.with_tls(session, early, info);
         }
@@ -611,15 +645,16 @@ async fn serve_connection(
 fn announce(
     shared: &ServerShared,
     conn: &Arc<ConnShared>,
-    id: &ConnId,
     peer: SocketAddr,
     local: SocketAddr,
     tls: Option<Arc<ragi::TlsInfo>>,
     protocol: &'static str,
+    unix_path: Option<Arc<std::path::Path>>,
 ) -> bool {
     let Some(l) = &shared.lifecycle else {
         return true;
     };
+    let id = &conn.id;
     let notice = Accepted {
         id: id.clone(),
         peer,
@@ -627,6 +662,7 @@ fn announce(
         tls,
         protocol,
         handle: ConnectionHandle::new(conn.clone()),
+        unix_path,
     };
     match crate::shared::panics::catching(|| {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| l.accepted(&notice)))
@@ -650,20 +686,41 @@ fn announce(
 /// The HTTP/2 client connection preface (RFC 9113 §3.4).
 const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// Whether a cleartext connection starts with the HTTP/2 preface (prior knowledge). Looks with
-/// `MSG_PEEK`, so nothing is consumed either way; gives up (HTTP/1.1) as soon as the bytes
-/// differ, and waits at most the idle timeout (bounded to 10 s) for the first 24 bytes.
-async fn sniff_h2_preface(stream: &TcpStream, shared: &ServerShared) -> bool {
+/// Whether a cleartext connection starts with the HTTP/2 preface (prior knowledge); gives up
+/// (HTTP/1.1) as soon as the bytes differ, and waits at most the idle timeout (bounded to
+/// 10 s) for the first 24 bytes. A TCP stream is looked at with `MSG_PEEK`, so nothing is
+/// consumed either way (the bytes returned are empty); a Unix-domain stream, which tokio
+/// cannot peek, is read, and the bytes read are returned for the protocol to start with.
+async fn sniff_h2_preface(stream: &Stream, shared: &ServerShared) -> (bool, Bytes) {
     let limit = shared
         .cfg
         .idle_timeout
         .map_or(TLS_HANDSHAKE_LIMIT, |d| d.min(TLS_HANDSHAKE_LIMIT));
+    let mut read = Vec::new();
     let sniff = async {
         let mut buf = [0u8; 24];
         loop {
-            let n = match stream.peek(&mut buf).await {
-                Ok(0) | Err(_) => return false,
-                Ok(n) => n,
+            let n = match stream {
+                Stream::Tcp(s) => match s.peek(&mut buf).await {
+                    Ok(0) | Err(_) => return false,
+                    Ok(n) => n,
+                },
+                Stream::Unix(s) => {
+                    if s.readable().await.is_err() {
+                        return false;
+                    }
+                    let have = read.len();
+                    match s.try_read(&mut buf[have..]) {
+                        // The end or an error: the driver meets it again after these bytes.
+                        Ok(0) => return false,
+                        Ok(n) => {
+                            read.extend_from_slice(&buf[have..have + n]);
+                            read.len()
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                        Err(_) => return false,
+                    }
+                }
             };
             if buf[..n] != H2_PREFACE[..n] {
                 return false;
@@ -671,16 +728,19 @@ async fn sniff_h2_preface(stream: &TcpStream, shared: &ServerShared) -> bool {
             if n == H2_PREFACE.len() {
                 return true;
             }
-            // A prefix of the preface so far: wait for more bytes.
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            if let Stream::Tcp(_) = stream {
+                // A prefix of the preface so far: wait for more bytes.
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
         }
     };
     let mut phase = shared.phase.clone();
-    tokio::select! {
+    let h2c = tokio::select! {
         r = tokio::time::timeout(limit, sniff) => r.unwrap_or(false),
         // Shutdown: let the HTTP/1.1 driver close the idle connection at once.
         _ = phase.changed() => false,
-    }
+    };
+    (h2c, Bytes::from(read))
 }
 
 /// The longest a TLS handshake may take (shorter when the idle timeout is).
@@ -706,7 +766,7 @@ impl ServerStats {
 }
 
 /// Beyond the connection limit: 503 with `retry-after`, then close.
-async fn reject_busy(mut stream: TcpStream, server_header: Option<Bytes>) {
+async fn reject_busy(mut stream: Stream, server_header: Option<Bytes>) {
     let resp = simple_response(503, server_header.as_deref(), b"retry-after: 1\r\n", false);
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         stream.write_all(&resp).await?;

@@ -10,9 +10,9 @@ use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
+use crate::net::Stream;
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 
 use crate::tls::TlsSession;
 
@@ -21,7 +21,7 @@ const OUT_HIGH: usize = 64 * 1024;
 
 /// A TLS connection after its handshake, as an async byte stream.
 pub(crate) struct TlsIo {
-    tcp: TcpStream,
+    tcp: Stream,
     session: TlsSession,
     plain: BytesMut,
     out: Vec<u8>,
@@ -30,7 +30,7 @@ pub(crate) struct TlsIo {
 
 impl TlsIo {
     /// Wraps a connection whose handshake is done; `early` is plaintext that came with it.
-    pub(crate) fn new(tcp: TcpStream, session: TlsSession, early: BytesMut) -> Self {
+    pub(crate) fn new(tcp: Stream, session: TlsSession, early: BytesMut) -> Self {
         Self {
             tcp,
             session,

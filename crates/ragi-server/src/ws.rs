@@ -924,7 +924,7 @@ impl<T: WsIo> Driver<T> {
 
     fn on_app_done(&mut self, failure: Option<String>) {
         if let Some(e) = &failure {
-            tracing::debug!(conn = %self.ctx.conn.id, error = %e, "WebSocket app failed");
+            tracing::warn!(conn = %self.ctx.conn.id, error = %e, "WebSocket app failed");
         }
         match self.state {
             State::Connecting => {
@@ -1673,8 +1673,8 @@ pub(crate) async fn serve_h1_upgrade(
         .cloned()
         .collect();
     scope.headers = head.headers;
-    scope.client = Some(peer);
-    scope.server = Some(local);
+    scope.client = crate::net::known(peer);
+    scope.server = crate::net::known(local);
     scope.scheme = if tls_info.is_some() { "wss" } else { "ws" };
     scope.extensions.tls = tls_info;
     let ctx = SessionCtx {

@@ -11,7 +11,6 @@
 //! upgrade a connection): `websocat ws://127.0.0.1:8000/ws` echoes.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -49,22 +48,8 @@ async fn echo(mut cx: WsContext) -> Result<(), Error> {
     Ok(())
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut listen: SocketAddr = "127.0.0.1:8000".parse()?;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--listen" => {
-                let v = args.next().ok_or("--listen needs an address")?;
-                listen = v
-                    .parse()
-                    .map_err(|e| format!("--listen {v:?}: not an address ({e})"))?;
-            }
-            other => return Err(format!("unknown argument {other:?} (try --listen ADDR)").into()),
-        }
-    }
-
+fn main() -> std::process::ExitCode {
+    // Built before `run` starts the runtime: nothing here needs one.
     let router = Router::new()
         .route("/hello", get(hello))
         .route("/tokens", get(tokens));
@@ -77,12 +62,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         _ => axum_app.call(scope, receive, send),
     };
 
-    let server = ragi_server::Server::new(ragi_server::Config::default())
-        .listen(listen)
-        .handle_signals(true)
-        .bind()
-        .await?;
-    println!("listening on http://{}", server.local_addrs()[0]);
-    server.serve(app).await?;
-    Ok(())
+    // The server's whole command line: --listen, TLS, limits, RAGI_* variables, --config.
+    ragi_server::run(app)
 }

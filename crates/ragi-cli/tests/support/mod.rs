@@ -114,9 +114,36 @@ pub struct RunOutcome {
     pub stderr: String,
 }
 
+/// A command for the binary under test with an environment that does not depend on the
+/// caller's: every inherited `RAGI_*` variable and `RUST_LOG` removed, then `env` set.
+pub fn hermetic(bin: &str, env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(bin);
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy();
+        if k.starts_with("RAGI_") || k == "RUST_LOG" {
+            cmd.env_remove(&*k);
+        }
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
 /// Runs `ragi <args>` expecting it to exit on its own within `timeout`; kills it otherwise.
 pub fn run_to_exit(args: &[&str], timeout: Duration) -> RunOutcome {
-    let mut child = Command::new(BIN)
+    run_to_exit_with(BIN, args, &[], timeout)
+}
+
+/// Runs `bin <args>` with `env` (see [`hermetic`]), expecting it to exit on its own within
+/// `timeout`; kills it otherwise.
+pub fn run_to_exit_with(
+    bin: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    timeout: Duration,
+) -> RunOutcome {
+    let mut child = hermetic(bin, env)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -170,6 +197,18 @@ impl Server {
     }
 
     pub fn try_start(args: &[&str]) -> Result<Server, String> {
+        Server::try_start_with(args, &[])
+    }
+
+    /// [`Server::start`] with environment variables (see [`hermetic`]).
+    pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> Server {
+        match Server::try_start_with(args, env) {
+            Ok(s) => s,
+            Err(e) => panic!("ragi probe {args:?} with {env:?} did not start: {e}"),
+        }
+    }
+
+    pub fn try_start_with(args: &[&str], env: &[(&str, &str)]) -> Result<Server, String> {
         let n_listen = args
             .iter()
             .filter(|a| **a == "--listen" || a.starts_with("--listen="))
@@ -182,7 +221,7 @@ impl Server {
         full.extend(args.iter().map(|s| s.to_string()));
         let expected = n_listen.max(1);
 
-        let mut child = Command::new(BIN)
+        let mut child = hermetic(BIN, env)
             .args(&full)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
