@@ -46,6 +46,13 @@ pub(crate) struct ServeOpts {
           action = ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new(),
           help_heading = "Files")]
     dotfiles: bool,
+    /// Run each request's file lookup (open, stat) on a blocking thread pool instead of the
+    /// event loop: for network or FUSE file systems, where one open can stall.
+    #[arg(long, env = "RAGI_OFFLOAD_LOOKUPS", value_name = "BOOL", default_value = "false",
+          num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          action = ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new(),
+          help_heading = "Files")]
+    offload_lookups: bool,
     #[command(flatten)]
     server: ServerArgs,
 }
@@ -72,6 +79,7 @@ pub(crate) fn run(opts: ServeOpts) -> ExitCode {
         .listing(opts.listing)
         .spa(opts.spa)
         .follow_symlinks(opts.follow_symlinks)
-        .dotfiles(opts.dotfiles);
+        .dotfiles(opts.dotfiles)
+        .offload_lookups(opts.offload_lookups);
     Run::new(app).name("ragi").args(opts.server).run()
 }

@@ -153,6 +153,9 @@ fn symlinks_out_of_the_root_need_the_flag() {
     let s = t.serve(&["--follow-symlinks"]);
     assert_eq!(body(&get(&s, "/escape")), "OUTSIDE-SECRET");
     assert_eq!(get(&s, "/../outside.txt").status, 404);
+    let o = t.serve(&["--offload-lookups"]);
+    assert_eq!(body(&get(&o, "/inside")), HELLO);
+    assert_eq!(get(&o, "/escape").status, 404);
     let d = t.serve(&["--dotfiles"]);
     assert_eq!(body(&get(&d, "/.env")), "SECRET=dotenv");
     assert_eq!(get(&d, "/escape").status, 404);
@@ -429,6 +432,7 @@ fn the_command_line() {
         "--spa",
         "--follow-symlinks",
         "--dotfiles",
+        "--offload-lookups",
         "--listen",
         "--tls-cert",
         "--max-body-size",

@@ -783,3 +783,76 @@ async fn a_client_that_leaves_mid_file_gets_no_more() {
     assert!(r.bytes().len() < big.len());
     r.wait_app().await;
 }
+
+#[tokio::test]
+async fn offloaded_lookups_answer_the_same() {
+    let t = Tree::new("offload");
+    let c = TestClient::new(t.app().offload_lookups(true).listing(true));
+    let r = get(&c, "/hello.txt").await;
+    assert_eq!((r.status(), r.text().as_str()), (200, HELLO));
+    assert_eq!(get(&c, "/dir").await.status(), 308);
+    assert_eq!(get(&c, "/dir/").await.text(), "<h1>dir index</h1>");
+    assert!(get(&c, "/list/").await.text().contains("href=\"b.txt\""));
+    for path in ["/../outside.txt", "/out", "/evil", "/.env", "/missing"] {
+        assert_eq!(get(&c, path).await.status(), 404, "{path}");
+    }
+    let r = get_with(&c, "/app.js", &[("accept-encoding", "gzip")]).await;
+    assert_eq!(r.header("content-encoding"), Some("gzip"));
+}
+
+#[tokio::test]
+async fn a_fifo_in_the_root_is_not_opened_for_good() {
+    // Opening a FIFO for reading blocks until a writer comes; the lookup opens with
+    // O_NONBLOCK and refuses what is not a regular file.
+    let t = Tree::new("fifo");
+    let fifo = t.root().join("pipe");
+    let ok = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    for c in [t.client(), TestClient::new(t.app().offload_lookups(true))] {
+        let r = get(&c, "/pipe").await;
+        assert_eq!(r.status(), 404);
+    }
+}
+
+#[tokio::test]
+async fn large_files_are_regions_small_ones_bytes_and_both_answer_alike() {
+    let t = Tree::new("sizes");
+    let small: Vec<u8> = (0..60_000u32).map(|i| (i % 253) as u8).collect();
+    let large: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(t.root().join("small.bin"), &small).unwrap();
+    std::fs::write(t.root().join("large.bin"), &large).unwrap();
+    let c = t.client();
+    for (name, content) in [("/small.bin", &small), ("/large.bin", &large)] {
+        let r = get(&c, name).await;
+        assert_eq!(r.bytes().as_ref(), &content[..], "{name}");
+        // What the app sent: a small file's bytes, a large file's region for the server to
+        // read.
+        let region = r.send_log().iter().any(|s| {
+            matches!(
+                s.event,
+                ragi::SendEvent::ResponseBody {
+                    body: ragi::Body::File { .. },
+                    ..
+                }
+            )
+        });
+        assert_eq!(region, name == "/large.bin", "{name}");
+        let r = get_with(&c, name, &[("range", "bytes=10-19")]).await;
+        assert_eq!(
+            (r.status(), r.bytes().as_ref()),
+            (206, &content[10..20]),
+            "{name}"
+        );
+        let r = get_with(&c, name, &[("range", "bytes=0-1,-2")]).await;
+        assert_eq!(r.status(), 206);
+        let body = r.bytes();
+        let n = content.len();
+        let tail = &content[n - 2..];
+        assert!(body.windows(2).any(|w| w == &content[..2]), "{name}");
+        assert!(body.windows(2).any(|w| w == tail), "{name}");
+        assert_eq!(r.header("content-length"), Some(&*body.len().to_string()));
+    }
+}

@@ -19,42 +19,53 @@
 //! escapes (`%zz`, a lone `%`) stay literal. The decoded bytes name the file as they are
 //! (Unix file names are bytes), so a file whose name is not UTF-8 can still be served.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// A request path accepted as a relative path under the root.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct RelPath {
-    /// The decoded segments, none empty, none `.`/`..`, none holding a separator or NUL.
-    pub(crate) segments: Vec<Vec<u8>>,
-    /// The raw segments as the client spelt them (for redirects that keep the spelling).
-    pub(crate) raw_segments: Vec<Vec<u8>>,
+    /// The decoded segments joined with `/` (none empty, none `.`/`..`, none holding a
+    /// separator or NUL), without a leading or trailing `/`.
+    pub(crate) rel: Vec<u8>,
+    /// The raw path it came from (for redirects that keep the client's spelling).
+    raw: bytes::Bytes,
     /// Whether the raw path ends with `/` (a directory is asked for).
     pub(crate) trailing_slash: bool,
 }
 
 impl RelPath {
-    /// The relative path to join to the root.
-    pub(crate) fn to_path(&self) -> PathBuf {
-        let mut p = PathBuf::new();
-        for s in &self.segments {
-            p.push(os_str(s));
+    /// `root` joined with this path.
+    pub(crate) fn join_to(&self, root: &Path) -> PathBuf {
+        if self.rel.is_empty() {
+            return root.to_path_buf();
         }
-        p
+        let mut p = root.as_os_str().to_owned();
+        p.reserve(self.rel.len() + 1);
+        p.push("/");
+        p.push(os_str(&self.rel));
+        PathBuf::from(p)
     }
 
     /// Whether this is the root itself.
     pub(crate) fn is_root(&self) -> bool {
-        self.segments.is_empty()
+        self.rel.is_empty()
+    }
+
+    /// The decoded segments.
+    pub(crate) fn segments(&self) -> impl Iterator<Item = &[u8]> {
+        self.rel.split(|&b| b == b'/').filter(|s| !s.is_empty())
     }
 
     /// The raw path, normalised (empty segments dropped), with a leading `/` and a trailing
     /// `/` when `dir`.
     pub(crate) fn raw_normalised(&self, dir: bool) -> String {
         let mut out = String::from("/");
-        for (i, s) in self.raw_segments.iter().enumerate() {
-            if i > 0 {
+        let mut first = true;
+        for s in self.raw.split(|&b| b == b'/').filter(|s| !s.is_empty()) {
+            if !first {
                 out.push('/');
             }
+            first = false;
             // Raw request bytes are visible ASCII (the server refuses anything else in a
             // request target); anything else is escaped rather than trusted.
             for &b in s {
@@ -65,7 +76,7 @@ impl RelPath {
                 }
             }
         }
-        if dir && !self.raw_segments.is_empty() {
+        if dir && !first {
             out.push('/');
         }
         out
@@ -95,17 +106,22 @@ pub(crate) enum Refused {
 }
 
 /// Parses `raw` (a scope's `raw_path`). `dotfiles`: serve names that start with `.`.
-pub(crate) fn parse(raw: &[u8], dotfiles: bool) -> Result<RelPath, Refused> {
+pub(crate) fn parse(raw: &bytes::Bytes, dotfiles: bool) -> Result<RelPath, Refused> {
     let Some(rest) = raw.strip_prefix(b"/") else {
         return Err(Refused::Invalid);
     };
-    let mut segments = Vec::new();
-    let mut raw_segments = Vec::new();
+    let mut rel = Vec::with_capacity(rest.len());
     for seg in rest.split(|&b| b == b'/') {
         if seg.is_empty() {
             continue;
         }
-        let decoded = decode(seg);
+        let first = rel.is_empty();
+        if !first {
+            rel.push(b'/');
+        }
+        let at = rel.len();
+        decode_into(seg, &mut rel);
+        let decoded = &rel[at..];
         if decoded == b"." || decoded == b".." {
             return Err(Refused::Invalid);
         }
@@ -113,21 +129,16 @@ pub(crate) fn parse(raw: &[u8], dotfiles: bool) -> Result<RelPath, Refused> {
             return Err(Refused::Invalid);
         }
         #[cfg(not(unix))]
-        if std::str::from_utf8(&decoded).is_err() {
+        if std::str::from_utf8(decoded).is_err() {
             return Err(Refused::Invalid);
         }
-        if decoded.starts_with(b".")
-            && !dotfiles
-            && !(segments.is_empty() && decoded == b".well-known")
-        {
+        if decoded.starts_with(b".") && !dotfiles && !(first && decoded == b".well-known") {
             return Err(Refused::Hidden);
         }
-        segments.push(decoded);
-        raw_segments.push(seg.to_vec());
     }
     Ok(RelPath {
-        segments,
-        raw_segments,
+        rel,
+        raw: raw.clone(),
         trailing_slash: raw.len() > 1 && raw.ends_with(b"/"),
     })
 }
@@ -142,9 +153,8 @@ fn is_forbidden(b: u8) -> bool {
     }
 }
 
-/// `%XX` decoded once; invalid escapes kept literally.
-fn decode(seg: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(seg.len());
+/// `%XX` decoded once (appended to `out`); invalid escapes kept literally.
+fn decode_into(seg: &[u8], out: &mut Vec<u8>) {
     let mut i = 0;
     while i < seg.len() {
         if seg[i] == b'%' && i + 2 < seg.len() {
@@ -157,7 +167,6 @@ fn decode(seg: &[u8]) -> Vec<u8> {
         out.push(seg[i]);
         i += 1;
     }
-    out
 }
 
 fn hex(b: u8) -> Option<u8> {
@@ -173,17 +182,20 @@ fn hex(b: u8) -> Option<u8> {
 mod tests {
     use super::*;
 
+    fn p(raw: &str, dotfiles: bool) -> Result<RelPath, Refused> {
+        parse(&bytes::Bytes::copy_from_slice(raw.as_bytes()), dotfiles)
+    }
+
     fn ok(raw: &str) -> Vec<String> {
-        parse(raw.as_bytes(), false)
+        p(raw, false)
             .unwrap_or_else(|e| panic!("{raw:?} refused: {e:?}"))
-            .segments
-            .iter()
+            .segments()
             .map(|s| String::from_utf8_lossy(s).into_owned())
             .collect()
     }
 
     fn refused(raw: &str) -> Refused {
-        parse(raw.as_bytes(), false).expect_err(raw)
+        p(raw, false).expect_err(raw)
     }
 
     #[test]
@@ -243,25 +255,31 @@ mod tests {
         // `.well-known` only at the top.
         assert_eq!(refused("/a/.well-known/x"), Refused::Hidden);
         assert_eq!(refused("/.well-known/.secret"), Refused::Hidden);
-        let p = parse(b"/a/.git/config", true).unwrap();
-        assert_eq!(p.segments.len(), 3);
+        assert_eq!(p("/a/.git/config", true).unwrap().segments().count(), 3);
         // Traversal stays refused with dotfiles on.
-        assert_eq!(parse(b"/..", true), Err(Refused::Invalid));
+        assert_eq!(p("/..", true), Err(Refused::Invalid));
     }
 
     #[test]
     fn trailing_slash_and_normalised_raw() {
-        let p = parse(b"/a%20b//c/", false).unwrap();
-        assert!(p.trailing_slash);
-        assert_eq!(p.raw_normalised(true), "/a%20b/c/");
-        assert_eq!(p.raw_normalised(false), "/a%20b/c");
-        assert!(!parse(b"/", false).unwrap().trailing_slash);
-        assert_eq!(parse(b"/", false).unwrap().raw_normalised(true), "/");
+        let r = p("/a%20b//c/", false).unwrap();
+        assert!(r.trailing_slash);
+        assert_eq!(r.raw_normalised(true), "/a%20b/c/");
+        assert_eq!(r.raw_normalised(false), "/a%20b/c");
+        assert_eq!(r.rel, b"a b/c");
+        assert_eq!(
+            r.join_to(Path::new("/srv/www")),
+            PathBuf::from("/srv/www/a b/c")
+        );
+        assert!(!p("/", false).unwrap().trailing_slash);
+        assert_eq!(p("/", false).unwrap().raw_normalised(true), "/");
+        assert_eq!(
+            p("/", false).unwrap().join_to(Path::new("/r")),
+            PathBuf::from("/r")
+        );
         // A protocol-relative spelling cannot survive normalisation.
         assert_eq!(
-            parse(b"//evil.example", false)
-                .unwrap()
-                .raw_normalised(true),
+            p("//evil.example", false).unwrap().raw_normalised(true),
             "/evil.example/"
         );
     }
