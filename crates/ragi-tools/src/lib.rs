@@ -40,6 +40,7 @@
 //! * [`router`] — one table for HTTP, WebSocket and SSE routes, mounts, groups, `url_for`;
 //! * [`endpoint`](mod@endpoint) — trait-based HTTP endpoints, one method per verb;
 //! * [`lifespan`] — start-up and shut-down hooks that build the shared state;
+//! * [`apps`] — ready-made apps: static files, not-found, redirect, health, cascade, URL map, throttle;
 //! * [`cancel`] — dropping an app's future the moment its client leaves;
 //! * [`layer`] — middleware composition: [`Layer`], `.layer(..)` on any app, [`Stack`];
 //! * [`error`] — the one [`Error`] type, rendered as the response it means;
