@@ -19,8 +19,11 @@
 # by function (bench/cg_atomics.py; the dump then records each instruction, which is slower);
 # ATOMICS_LINES=1 adds each atomic instruction's source line and inlining chain.
 #
-# SERVER_CMD counts another server instead (it must print `listening on` on stderr), e.g. the
-# baselines: SERVER_CMD='bench/target/release/hyper-hello --listen 127.0.0.1:18080'.
+# SERVER_CMD counts another server instead (ready when it prints `listening on` on stderr or
+# accepts a connection on PORT), e.g. the baselines:
+# SERVER_CMD='bench/target/release/hyper-hello --listen 127.0.0.1:18080'. CG_PATH and
+# CG_BODY_FILE request another path and expect another body (bench/cg_load.py; used by
+# bench/static.sh).
 #
 # The dumps stay in OUT_DIR (`callgrind_annotate --inclusive=yes OUT_DIR/cg-serial.out.1`).
 set -euo pipefail
@@ -54,6 +57,7 @@ for w in $WORKLOADS; do
   pid=$!
   for _ in $(seq 200); do
     grep -q "listening on" "$OUT_DIR/server-$w.log" 2>/dev/null && break
+    (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
     sleep 0.1
   done
   got=$(python3 bench/cg_load.py 127.0.0.1:$PORT "$N" "$conns" "$depth" 2000 "$pid")

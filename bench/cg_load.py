@@ -16,14 +16,22 @@ tear-down is counted.
 
 Every response must be a 200 with the body `Hello, World!`; the script counts
 bodies, so it needs nothing but the standard library. Prints the count.
+
+CG_PATH (default `/`) is the path requested and CG_BODY_FILE a file holding the
+expected body (default: `Hello, World!`), e.g. for the static-file server
+(bench/static.sh).
 """
+
+import os
 
 import selectors
 import socket
 import subprocess
 import sys
 
-BODY = b"Hello, World!"
+BODY = (open(os.environ["CG_BODY_FILE"], "rb").read()
+        if os.environ.get("CG_BODY_FILE") else b"Hello, World!")
+PATH = os.environ.get("CG_PATH", "/").encode()
 
 
 def main():
@@ -32,7 +40,7 @@ def main():
     warmup, pid = (int(a) for a in sys.argv[5:7]) if len(sys.argv) > 5 else (0, None)
     serial = depth < 0
     depth = abs(depth)
-    req = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    req = b"GET " + PATH + b" HTTP/1.1\r\nHost: localhost\r\n\r\n"
     sel = selectors.DefaultSelector()
     order = []
     state = {}

@@ -1,6 +1,7 @@
 //! `ragi` — the command line.
 //!
-//! `ragi probe [options]` serves the probe app (see [`probe`]). Its server options are
+//! `ragi probe [options]` serves the probe app (see [`probe`]); `ragi serve DIR [options]` a
+//! directory (see [`serve`]). Their server options are
 //! [`ragi_server::cli::ServerArgs`], the same struct every app binary gets from
 //! [`ragi_server::run`]: each one is a flag, a `RAGI_*` environment variable and a key of the
 //! `--config` file.
@@ -13,6 +14,7 @@ use ragi_server::cli::ServerArgs;
 use ragi_server::Run;
 
 mod probe;
+mod serve;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -29,6 +31,9 @@ struct Cli {
 enum Command {
     /// Serve the probe app: for tests, benchmarks and checking a deployment.
     Probe(ProbeOpts),
+    /// Serve the files of a directory: conditional requests, ranges, precompressed siblings,
+    /// index.html, an optional listing, an SPA mode.
+    Serve(serve::ServeOpts),
 }
 
 #[derive(Args, Debug)]
@@ -67,6 +72,7 @@ fn main() -> ExitCode {
     let cli: Cli = ragi_server::cli::parse();
     match cli.command {
         Command::Probe(opts) => run_probe(opts),
+        Command::Serve(opts) => serve::run(opts),
     }
 }
 

@@ -41,6 +41,7 @@
 //! * [`endpoint`](mod@endpoint) — trait-based HTTP endpoints, one method per verb;
 //! * [`lifespan`] — start-up and shut-down hooks that build the shared state;
 //! * [`middleware`] — layers: security (CORS, headers, hosts, HTTPS, forwarded, auth, CSRF), …;
+//! * [`apps`] — ready-made apps: static files, not-found, redirect, health, cascade, URL map, throttle;
 //! * [`cancel`] — dropping an app's future the moment its client leaves;
 //! * [`layer`] — middleware composition: [`Layer`], `.layer(..)` on any app, [`Stack`];
 //! * [`error`] — the one [`Error`] type, rendered as the response it means;
@@ -53,6 +54,7 @@
 //! * `tower` (feature `tower`) — any tower `Service`, an axum `Router` in particular, as a ragi app.
 #![deny(missing_docs)]
 
+pub mod apps;
 pub mod cancel;
 pub mod channels;
 pub mod context;

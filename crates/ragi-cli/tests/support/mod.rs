@@ -209,11 +209,29 @@ impl Server {
     }
 
     pub fn try_start_with(args: &[&str], env: &[(&str, &str)]) -> Result<Server, String> {
+        Server::try_start_command(&["probe"], args, env)
+    }
+
+    /// Starts `ragi <command…> <args>` (plus `--listen 127.0.0.1:0` unless `args` has a
+    /// `--listen`), e.g. `ragi serve DIR`. Panics with its stderr if it does not come up.
+    pub fn start_command(command: &[&str], args: &[&str]) -> Server {
+        match Server::try_start_command(command, args, &[]) {
+            Ok(s) => s,
+            Err(e) => panic!("ragi {command:?} {args:?} did not start: {e}"),
+        }
+    }
+
+    /// [`Server::start_command`] returning the failure.
+    pub fn try_start_command(
+        command: &[&str],
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Server, String> {
         let n_listen = args
             .iter()
             .filter(|a| **a == "--listen" || a.starts_with("--listen="))
             .count();
-        let mut full: Vec<String> = vec!["probe".into()];
+        let mut full: Vec<String> = command.iter().map(|s| s.to_string()).collect();
         if n_listen == 0 {
             full.push("--listen".into());
             full.push("127.0.0.1:0".into());

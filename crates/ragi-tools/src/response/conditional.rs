@@ -115,6 +115,19 @@ impl EntityTag {
         self
     }
 
+    /// The tag as a field value (`"x"` or `W/"x"`), as `to_string` writes it, without the
+    /// formatting machinery.
+    pub fn to_field(&self) -> bytes::Bytes {
+        let mut v = Vec::with_capacity(self.tag.len() + 4);
+        if self.weak {
+            v.extend_from_slice(b"W/");
+        }
+        v.push(b'"');
+        v.extend_from_slice(self.tag.as_bytes());
+        v.push(b'"');
+        bytes::Bytes::from(v)
+    }
+
     /// Strong comparison (§8.8.3.2): both strong and the same opaque part.
     pub fn strong_eq(&self, other: &EntityTag) -> bool {
         !self.weak && !other.weak && self.tag == other.tag

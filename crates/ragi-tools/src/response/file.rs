@@ -78,6 +78,7 @@ pub struct FileResponse {
     content_type: Option<String>,
     headers: Headers,
     max_ranges: usize,
+    contents: Option<bytes::Bytes>,
 }
 
 /// The fields a 304 repeats from the 200 it stands for (RFC 9110 §15.4.5).
@@ -129,6 +130,7 @@ impl FileResponse {
             len,
             headers: Headers::new(),
             max_ranges: range::DEFAULT_MAX_RANGES,
+            contents: None,
         }
     }
 
@@ -156,6 +158,15 @@ impl FileResponse {
     /// request for several ranges gets the whole file).
     pub fn max_ranges(mut self, n: usize) -> Self {
         self.max_ranges = n;
+        self
+    }
+
+    /// The file's bytes, already read (a small file read through the descriptor its metadata
+    /// came from): the body is sent from memory, sliced for ranges, instead of a file region
+    /// the server opens and reads again. Ignored unless it holds exactly [`len`](Self::len)
+    /// bytes.
+    pub fn contents(mut self, contents: bytes::Bytes) -> Self {
+        self.contents = (contents.len() as u64 == self.len).then_some(contents);
         self
     }
 
@@ -208,13 +219,16 @@ impl FileResponse {
                 if let Some(t) = &self.content_type {
                     r.headers.push("content-type", t.clone());
                 }
-                r.headers.push("content-length", self.len.to_string());
+                r.headers.push("content-length", decimal(self.len));
                 self.push_common(&mut r.headers);
                 if !head && self.len > 0 {
-                    r.body = ResponseBody::File {
-                        path: self.path,
-                        offset: 0,
-                        length: Some(self.len),
+                    r.body = match self.contents {
+                        Some(b) => ResponseBody::Bytes(b),
+                        None => ResponseBody::File {
+                            path: self.path,
+                            offset: 0,
+                            length: Some(self.len),
+                        },
                     };
                 }
                 r
@@ -226,18 +240,28 @@ impl FileResponse {
                     r.headers.push("content-type", t.clone());
                 }
                 r.headers.push("content-range", one.content_range(self.len));
-                r.headers.push("content-length", one.len().to_string());
+                r.headers.push("content-length", decimal(one.len()));
                 self.push_common(&mut r.headers);
-                r.body = ResponseBody::File {
-                    path: self.path,
-                    offset: one.start,
-                    length: Some(one.len()),
+                r.body = match &self.contents {
+                    Some(b) => match RangeSource::Bytes(b).piece(one) {
+                        ragi::Body::Bytes(b) => ResponseBody::Bytes(b),
+                        other => ResponseBody::Pieces(vec![other]),
+                    },
+                    None => ResponseBody::File {
+                        path: self.path,
+                        offset: one.start,
+                        length: Some(one.len()),
+                    },
                 };
                 r
             }
             Ranges::Partial(ranges) => {
+                let source = match &self.contents {
+                    Some(b) => RangeSource::Bytes(b),
+                    None => RangeSource::File(&self.path),
+                };
                 let body = ByteRangesBody::new(
-                    RangeSource::File(&self.path),
+                    source,
                     &ranges,
                     self.len,
                     self.content_type.as_deref(),
@@ -245,7 +269,7 @@ impl FileResponse {
                 );
                 let mut r = Response::new(206);
                 r.headers.push("content-type", body.content_type);
-                r.headers.push("content-length", body.length.to_string());
+                r.headers.push("content-length", decimal(body.length));
                 self.push_common(&mut r.headers);
                 r.body = ResponseBody::Pieces(body.pieces);
                 r
@@ -283,7 +307,7 @@ impl FileResponse {
     fn push_common(&self, h: &mut Headers) {
         h.push("accept-ranges", "bytes");
         if let Some(tag) = &self.validators.etag {
-            h.push("etag", tag.to_string());
+            h.push("etag", tag.to_field());
         }
         if let Some(m) = self.validators.last_modified {
             h.push("last-modified", fmt_http_date(m));
@@ -298,7 +322,7 @@ impl FileResponse {
     fn not_modified(self) -> Response {
         let mut r = Response::new(304);
         match &self.validators.etag {
-            Some(tag) => r.headers.push("etag", tag.to_string()),
+            Some(tag) => r.headers.push("etag", tag.to_field()),
             None => {
                 if let Some(m) = self.validators.last_modified {
                     r.headers.push("last-modified", fmt_http_date(m));
@@ -357,7 +381,15 @@ pub fn file_etag(len: u64, modified: SystemTime, now: SystemTime) -> EntityTag {
         Ok(d) => ("", d),
         Err(e) => ("-", e.duration()),
     };
-    let tag = format!("{len:x}-{sign}{:x}.{:08x}", d.as_secs(), d.subsec_nanos());
+    // `{len:x}-{sign}{secs:x}.{nanos:08x}`, written without the formatting machinery (this
+    // runs once per file response).
+    let mut tag = String::with_capacity(40);
+    push_hex(&mut tag, len, 1);
+    tag.push('-');
+    tag.push_str(sign);
+    push_hex(&mut tag, d.as_secs(), 1);
+    tag.push('.');
+    push_hex(&mut tag, u64::from(d.subsec_nanos()), 8);
     let tag = EntityTag::strong(tag).expect("hex digits, '-' and '.' are etagc");
     if conditional::is_settled(modified, now) {
         tag
@@ -366,9 +398,72 @@ pub fn file_etag(len: u64, modified: SystemTime, now: SystemTime) -> EntityTag {
     }
 }
 
+/// `n` in lower-case hex, at least `width` digits.
+fn push_hex(out: &mut String, n: u64, width: usize) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; 16];
+    let mut i = buf.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        buf[i] = DIGITS[(n & 15) as usize];
+        n >>= 4;
+        if n == 0 && buf.len() - i >= width {
+            break;
+        }
+    }
+    out.extend(buf[i..].iter().map(|&b| b as char));
+}
+
+/// `n` in decimal, as a header value.
+fn decimal(n: u64) -> bytes::Bytes {
+    bytes::Bytes::copy_from_slice(itoa::Buffer::new().format(n).as_bytes())
+}
+
+/// The types of the most common extensions on the web, as [`content_type_for`] spells them
+/// (`mime_guess`'s first guess, charset added; a test checks they agree): looked up without
+/// `mime_guess`'s case-insensitive search of its whole table.
+const COMMON_TYPES: [(&str, &str); 23] = [
+    ("css", "text/css; charset=utf-8"),
+    ("gif", "image/gif"),
+    ("htm", "text/html; charset=utf-8"),
+    ("html", "text/html; charset=utf-8"),
+    ("ico", "image/x-icon"),
+    ("jpeg", "image/jpeg"),
+    ("jpg", "image/jpeg"),
+    ("js", "text/javascript; charset=utf-8"),
+    ("json", "application/json"),
+    ("mjs", "application/javascript; charset=utf-8"),
+    ("mp4", "video/mp4"),
+    ("pdf", "application/pdf"),
+    ("png", "image/png"),
+    ("svg", "image/svg+xml"),
+    ("txt", "text/plain; charset=utf-8"),
+    ("wasm", "application/wasm"),
+    ("webm", "video/webm"),
+    ("webp", "image/webp"),
+    ("woff", "application/font-woff"),
+    ("woff2", "font/woff2"),
+    ("xml", "text/xml; charset=utf-8"),
+    ("zip", "application/zip"),
+    ("bin", "application/octet-stream"),
+];
+
 /// The `Content-Type` for `path` by its extension: `mime_guess`'s first guess, with
 /// `; charset=utf-8` on `text/*` and JavaScript; `application/octet-stream` when unknown.
 pub fn content_type_for(path: &Path) -> String {
+    if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
+        if let Some((_, t)) = COMMON_TYPES
+            .iter()
+            .find(|(e, _)| e.eq_ignore_ascii_case(ext))
+        {
+            return (*t).to_owned();
+        }
+    }
+    guess_content_type(path)
+}
+
+fn guess_content_type(path: &Path) -> String {
     match mime_guess::from_path(path).first_raw() {
         Some(t) if t.starts_with("text/") || t == "application/javascript" => {
             format!("{t}; charset=utf-8")
@@ -414,6 +509,24 @@ mod tests {
         assert_eq!(ct("a.png"), "image/png");
         assert_eq!(ct("a"), "application/octet-stream");
         assert_eq!(ct("a.nosuchext"), "application/octet-stream");
+    }
+
+    #[test]
+    fn the_common_types_are_mime_guess_s() {
+        for (ext, t) in COMMON_TYPES {
+            for e in [ext.to_owned(), ext.to_ascii_uppercase()] {
+                let p = std::path::PathBuf::from(format!("a.{e}"));
+                assert_eq!(guess_content_type(&p), t, "{e}");
+                assert_eq!(content_type_for(&p), t, "{e}");
+            }
+        }
+        let mut s = String::new();
+        push_hex(&mut s, 0, 8);
+        push_hex(&mut s, 0xabc, 1);
+        push_hex(&mut s, u64::MAX, 1);
+        assert_eq!(s, "00000000abcffffffffffffffff");
+        assert_eq!(decimal(0), "0");
+        assert_eq!(decimal(u64::MAX), "18446744073709551615");
     }
 
     #[test]
